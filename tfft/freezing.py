@@ -1,0 +1,369 @@
+"""Layer groups of a backbone, and freezing them stage by stage.
+
+A backbone is cut into an ordered list of `LayerGroup`s, bottom (input side) to top. Groups
+come from one of three sources, in this order of preference:
+
+1. the user's own patterns (`{"early": "conv[23]_", "late": "conv[45]_"}`),
+2. the block-aware rules of a known family (ResNet stages, EfficientNet blocks, ...),
+3. a depth split of any functional model into parts of similar parameter count.
+
+Whatever the source, a boundary between two groups must be crossed by exactly one layer's
+output: that is what "never split a residual block" means in graph terms (a skip connection
+reaching over the boundary would be cut). Every grouping is checked for it.
+"""
+
+import dataclasses
+import re
+from typing import Optional
+
+import keras
+import numpy as np
+
+from tfft.errors import GroupError
+
+HEAD = "head"
+
+
+@dataclasses.dataclass
+class LayerGroup:
+    """A named, contiguous run of a model's layers that is frozen or trained as one.
+
+    Args:
+        name: the group's name, used by schedules (`train=["conv5", "head"]`).
+        layers: the top-level layers of the group, in topological order.
+
+    Example:
+        >>> groups = layer_groups(backbone, family_rules=RESNET_RULES)
+        >>> [g.name for g in groups]
+        ['stem', 'conv2', 'conv3', 'conv4', 'conv5']
+    """
+
+    name: str
+    layers: list
+
+    @property
+    def variables(self):
+        """Every variable of the group, trainable or not."""
+        return [v for layer in self.layers for v in layer.weights]
+
+    @property
+    def num_params(self):
+        """Parameters the group would train if unfrozen (BatchNorm statistics excluded)."""
+        return _count(v for layer in self.layers for v in _trainable_candidates(layer))
+
+    @property
+    def num_trainable_params(self):
+        """Parameters of the group that train under the current `trainable` flags."""
+        return _count(v for layer in self.layers for v in layer.trainable_weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRules:
+    """How a family of backbones is cut into groups.
+
+    Exactly one of `patterns` and `ends` is given.
+
+    Args:
+        patterns: ordered `(regex, group_name)` pairs matched against layer names with
+            `re.match`; `group_name` may use the regex groups (`r"\\1"`). A layer no pattern
+            matches joins the group of the layer before it (leading unmatched layers join the
+            first group), so activations and paddings follow their block.
+        ends: a regex for the layers that close a group (`r"mixed\\d+$"` for InceptionV3);
+            each group is named after the layer that closes it.
+
+    Example:
+        >>> GroupRules(patterns=[(r"conv1_|pool1_", "stem"), (r"(conv\\d)_", r"\\1")])
+    """
+
+    patterns: tuple = ()
+    ends: Optional[str] = None
+
+
+def _count(variables):
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def _sublayers(layer):
+    # Keras has no public recursive layer listing; `_flatten_layers` is what `Model.layers`
+    # and `summary()` use internally.
+    return layer._flatten_layers(include_self=True, recursive=True)
+
+
+def _is_batch_norm(layer):
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _trainable_candidates(layer):
+    """Variables a layer trains when it is trainable: not BatchNorm statistics, seeds, counters."""
+    # `_trainable_variables` holds what each layer created as trainable, whatever its
+    # current `trainable` flag.
+    return [v for sub in _sublayers(layer) for v in sub._trainable_variables]
+
+
+def _graph(model):
+    """Top-level layers in topological order and the index edges between them."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    index = {id(layer): i for i, layer in enumerate(layers)}
+    edges = []
+    for i, layer in enumerate(layers):
+        for node in layer._inbound_nodes:
+            for parent in node.parent_nodes:
+                j = index.get(id(parent.operation))
+                if j is not None:
+                    edges.append((j, i))
+    return layers, edges
+
+
+def valid_boundaries(model):
+    """Positions `i` where cutting after layer `i` crosses a single layer's output.
+
+    Returns:
+        A list of booleans, one per top-level layer (InputLayer excluded).
+    """
+    layers, edges = _graph(model)
+    reach = np.arange(len(layers))
+    for parent, child in edges:
+        reach[parent] = max(reach[parent], child)
+    # Cutting after layer i is clean when no layer before i feeds a layer after i.
+    valid, furthest = [], -1
+    for i in range(len(layers)):
+        valid.append(bool(furthest <= i))
+        furthest = max(furthest, int(reach[i]))
+    return valid
+
+
+def check_groups(model, groups):
+    """Raise `GroupError` if the groups are not contiguous or a boundary splits a block."""
+    layers, _ = _graph(model)
+    position = {id(layer): i for i, layer in enumerate(layers)}
+    valid = valid_boundaries(model)
+    end = -1
+    for group in groups:
+        if not group.layers:
+            raise GroupError(f"Layer group '{group.name}' matches no layer.")
+        indices = [position[id(layer)] for layer in group.layers]
+        if indices != list(range(end + 1, end + 1 + len(indices))):
+            raise GroupError(
+                f"Layer group '{group.name}' is not a contiguous run of layers: groups must "
+                "follow the model from input to output. Received: "
+                f"layers={[layer.name for layer in group.layers][:5]}..."
+            )
+        end = indices[-1]
+        if end < len(layers) - 1 and not valid[end]:
+            raise GroupError(
+                f"Layer group '{group.name}' ends at layer '{layers[end].name}', inside a "
+                "block: a skip connection crosses that boundary. Move the boundary to the "
+                "end of the block (where a single output leaves it)."
+            )
+
+
+def groups_from_patterns(model, patterns):
+    """Groups by ordered `(regex, name)` patterns matched against layer names.
+
+    Args:
+        model: a functional Keras model.
+        patterns: ordered pairs `(regex, group_name)`; see `GroupRules`.
+
+    Returns:
+        A list of `LayerGroup`, bottom to top.
+
+    Example:
+        >>> groups_from_patterns(model, [("conv1_", "stem"), (r"(conv\\d)_", r"\\1")])
+    """
+    layers, _ = _graph(model)
+    compiled = [(re.compile(regex), name) for regex, name in patterns]
+    names = []
+    for layer in layers:
+        name = None
+        for regex, template in compiled:
+            match = regex.match(layer.name)
+            if match:
+                name = match.expand(template)
+                break
+        names.append(name)
+    assigned = [n for n in names if n is not None]
+    if not assigned:
+        raise GroupError(
+            "No layer matches the group patterns. Received: "
+            f"patterns={[p for p, _ in patterns]}, first layers={[l.name for l in layers[:5]]}"
+        )
+    current = assigned[0]
+    groups = []
+    for layer, name in zip(layers, names):
+        current = name or current
+        if not groups or groups[-1].name != current:
+            groups.append(LayerGroup(current, []))
+        groups[-1].layers.append(layer)
+    _check_unique(groups)
+    return groups
+
+
+def groups_from_ends(model, ends):
+    """Groups closed by the layers whose names match `ends`; see `GroupRules`.
+
+    Each group runs from just after the previous end to its own end and is named after it;
+    layers after the last end join the last group.
+    """
+    layers, _ = _graph(model)
+    regex = re.compile(ends)
+    groups = [LayerGroup(None, [])]
+    for layer in layers:
+        groups[-1].layers.append(layer)
+        if regex.match(layer.name):
+            groups[-1].name = layer.name
+            groups.append(LayerGroup(None, []))
+    if len(groups) == 1:
+        raise GroupError(f"No layer name matches the group ends. Received: ends='{ends}'")
+    trailing = groups.pop()
+    groups[-1].layers += trailing.layers
+    _check_unique(groups)
+    return groups
+
+
+def groups_by_depth(model, num_groups):
+    """Split any functional model into `num_groups` parts of similar parameter count.
+
+    Cuts are made only where a single output crosses, so blocks stay whole. The parts are
+    named `part1` (input side) to `partN`.
+
+    Example:
+        >>> [g.name for g in groups_by_depth(model, 3)]
+        ['part1', 'part2', 'part3']
+    """
+    layers, _ = _graph(model)
+    if num_groups < 1:
+        raise GroupError(f"num_groups must be at least 1. Received: num_groups={num_groups}")
+    valid = valid_boundaries(model)
+    sizes = np.array([_count(_trainable_candidates(layer)) for layer in layers], dtype=float)
+    cumulative = np.cumsum(sizes)
+    total = cumulative[-1] if len(cumulative) else 0.0
+    cuts = []
+    candidates = [i for i in range(len(layers) - 1) if valid[i]]
+    for k in range(1, num_groups):
+        target = total * k / num_groups
+        options = [i for i in candidates if not cuts or i > cuts[-1]]
+        if not options:
+            break
+        best = min(options, key=lambda i: abs(cumulative[i] - target))
+        if best not in cuts:
+            cuts.append(best)
+    groups, start = [], 0
+    for cut in cuts + [len(layers) - 1]:
+        groups.append(LayerGroup(f"part{len(groups) + 1}", layers[start : cut + 1]))
+        start = cut + 1
+    return [g for g in groups if g.layers]
+
+
+def _check_unique(groups):
+    seen = {}
+    for group in groups:
+        if group.name in seen:
+            raise GroupError(
+                f"Layer group '{group.name}' appears in two places: its layers are not "
+                "contiguous. Check the group patterns."
+            )
+        seen[group.name] = group
+        if group.name == HEAD:
+            raise GroupError("'head' is reserved for the classification head; rename the group.")
+
+
+def layer_groups(backbone, patterns=None, rules=None, num_groups=4):
+    """Cut a backbone into ordered, block-aware layer groups.
+
+    Args:
+        backbone: a functional Keras model.
+        patterns: the user's groups, a dict `{group_name: regex}` in bottom-to-top order,
+            or a list of `(regex, name)` pairs. Takes precedence over `rules`.
+        rules: a `GroupRules` for the backbone's family, or None.
+        num_groups: parts of the depth split used when neither is given.
+
+    Returns:
+        A list of `LayerGroup`, bottom (input side) to top.
+
+    Example:
+        >>> groups = layer_groups(backbone, patterns={"low": "conv[12]_", "high": "conv[345]_"})
+    """
+    if patterns:
+        pairs = list(patterns.items()) if isinstance(patterns, dict) else list(patterns)
+        pairs = [(regex, name) for name, regex in pairs] if isinstance(patterns, dict) else pairs
+        groups = groups_from_patterns(backbone, pairs)
+        wanted = [name for _, name in pairs]
+        missing = [name for name in wanted if "\\" not in name and name not in {g.name for g in groups}]
+        if missing:
+            raise GroupError(
+                f"Layer group pattern(s) for {missing} match no layer of '{backbone.name}'. "
+                f"Layer names start with: {[l.name for l in backbone.layers[1:6]]}"
+            )
+    elif rules is not None and rules.ends:
+        groups = groups_from_ends(backbone, rules.ends)
+    elif rules is not None and rules.patterns:
+        groups = groups_from_patterns(backbone, rules.patterns)
+    else:
+        groups = groups_by_depth(backbone, num_groups)
+    check_groups(backbone, groups)
+    return groups
+
+
+def resolve_group_names(spec, names):
+    """Resolve a stage's `train` spec to group names.
+
+    Args:
+        spec: a list of group names and tokens: `"all"` (every group and the head),
+            `"backbone"` (every backbone group), `"top:N"` (the N top backbone groups),
+            `"head"`.
+        names: the backbone's group names, bottom to top (without the head).
+
+    Returns:
+        A set of group names.
+
+    Example:
+        >>> resolve_group_names(["head", "top:2"], ["stem", "conv2", "conv3"])
+        {'head', 'conv2', 'conv3'}
+    """
+    if isinstance(spec, str):
+        spec = [spec]
+    chosen = set()
+    for token in spec:
+        if token == "all":
+            chosen |= set(names) | {HEAD}
+        elif token == "backbone":
+            chosen |= set(names)
+        elif isinstance(token, str) and token.startswith("top:"):
+            count = token[4:]
+            if not count.isdigit():
+                raise GroupError(f"'top:N' needs a whole number N. Received: '{token}'")
+            chosen |= set(names[len(names) - int(count):]) if int(count) else set()
+        elif token == HEAD or token in names:
+            chosen.add(token)
+        else:
+            raise GroupError(
+                f"Unknown layer group '{token}'. Known groups: {names + [HEAD]}, or 'all', "
+                f"'backbone', 'top:N'. Received: groups={list(spec)}"
+            )
+    return chosen
+
+
+def apply_freezing(groups, trained, train_bn=False):
+    """Set `trainable` on every group for one stage.
+
+    Groups in `trained` train, the rest are frozen. Unless `train_bn`, BatchNorm layers stay
+    frozen even in trained groups: a frozen BatchNorm runs in inference mode, so its moving
+    statistics and its scale and offset are kept while the convolutions around it train.
+    Keras 3 would otherwise update the statistics from each small fine-tuning batch.
+
+    Changing `trainable` takes effect only once the model is compiled again: the trainer
+    does that at every stage.
+
+    Args:
+        groups: every `LayerGroup`, head included.
+        trained: names of the groups that train in this stage.
+        train_bn: train BatchNorm layers in the trained groups too.
+    """
+    for group in groups:
+        trains = group.name in trained
+        for layer in group.layers:
+            layer.trainable = trains
+            if trains and not train_bn:
+                for sub in _sublayers(layer):
+                    if _is_batch_norm(sub):
+                        sub.trainable = False

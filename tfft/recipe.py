@@ -1,0 +1,349 @@
+"""Recipes: a short Python file of plain values that describes one fine-tuning job.
+
+A recipe file assigns dicts to a few section names and may define a `tfft.Trainer`
+subclass:
+
+```python
+backbone = dict(name="ResNet50", weights="imagenet", input_size=224)
+data = dict(path="~/mri", batch_size=32, augment=dict(flip=True, rotation=0.05))
+schedule = dict(kind="two_phase", head_epochs=2, epochs=8, finetune_lr=1e-4)
+trainer = MyTrainer          # optional, a tfft.Trainer subclass defined above
+demo = {"data.image_size": 64, "schedule.epochs": 3}   # applied by `tfft run --demo`
+```
+
+Every value is checked against the section's dataclass: an unknown key or a value of the
+wrong type is a `RecipeError` that names the key. `--set data.path=/x` overrides any value,
+with the same checks. Names in UPPER_CASE, names starting with `_`, imports, functions and
+classes are the file's own business and are not sections.
+"""
+
+import ast
+import dataclasses
+import difflib
+import os
+import runpy
+import types
+import typing
+from typing import Optional, Union
+
+from tfft.errors import RecipeError
+from tfft.schedules import ScheduleConfig
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """The `backbone` section.
+
+    Args:
+        name: a Keras application (`"ResNet50"`, `"EfficientNetB0"`, ...) or a `.keras` file.
+        weights: `"imagenet"`, a weights file, or None for random initialisation.
+        input_size: image height and width fed to the backbone.
+        family: layer-group rules to use for a `.keras` backbone (`"resnet"`, ...).
+        groups: your own layer groups, `{name: regex}` bottom to top; overrides the family.
+        num_groups: parts of the depth split used when there are neither.
+    """
+
+    name: str = "ResNet50"
+    weights: Optional[str] = "imagenet"
+    input_size: int = 224
+    family: Optional[str] = None
+    groups: dict = dataclasses.field(default_factory=dict)
+    num_groups: int = 4
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """The `data` section.
+
+    Args:
+        kind: the modality: `"image"`.
+        path: a class-per-folder tree.
+        manifest: a CSV file with `path,label` columns (instead of `path`).
+        validation_path: a class-per-folder tree used as the validation split.
+        validation_split: fraction held out for validation when there is no
+            `validation_path` (stratified, seeded).
+        image_size: images are resized to this; defaults to `backbone.input_size`.
+        batch_size: global batch size, across all replicas.
+        augment: training-only augmentation, e.g. `dict(flip=True, rotation=0.05,
+            zoom=0.1, translation=0.1, contrast=0.1)`; `{}` turns it off.
+        cache: cache decoded images in memory (True), in a file (a path), or not (False).
+        class_weights: None, `"balanced"`, or `{class_name: weight}`.
+        synthetic: when `path` and `manifest` are None, generate this built-in data set
+            (`"mri"`) so the recipe runs anywhere; None makes a missing path an error.
+        synthetic_per_class: images per class of the synthetic set.
+        seed: seed of the split, shuffling and augmentation.
+        verify: decode every image once before training to name any corrupt file.
+    """
+
+    kind: str = "image"
+    path: Optional[str] = None
+    manifest: Optional[str] = None
+    validation_path: Optional[str] = None
+    validation_split: float = 0.2
+    image_size: Optional[int] = None
+    batch_size: int = 32
+    augment: dict = dataclasses.field(default_factory=lambda: dict(flip=True, rotation=0.05, zoom=0.1, contrast=0.1))
+    cache: Union[bool, str] = True
+    class_weights: Union[None, str, dict] = None
+    synthetic: Optional[str] = None
+    synthetic_per_class: int = 150
+    seed: int = 0
+    verify: bool = True
+
+
+@dataclasses.dataclass
+class HeadConfig:
+    """The `head` section: what sits on the backbone's features.
+
+    Args:
+        pooling: `"avg"` or `"max"` over the spatial axes of 4D features.
+        dropout: dropout rate before the classifier.
+        hidden: units of an extra dense ReLU layer; 0 for none.
+    """
+
+    pooling: str = "avg"
+    dropout: float = 0.2
+    hidden: int = 0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The `train` section.
+
+    Args:
+        optimizer: `"adamw"` or `"sgd"`.
+        weight_decay: decoupled weight decay of kernels, scaled by each group's rate.
+        monitor: the value that picks the best checkpoint and drives early stopping.
+        label_smoothing: label smoothing of the cross-entropy loss.
+    """
+
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    monitor: str = "val_loss"
+    label_smoothing: float = 0.0
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    """The `runtime` section.
+
+    Args:
+        strategy: `"auto"` (mirrored over the visible GPUs, else one device), `"mirrored"`,
+            `"one_device"` or `"default"`.
+        devices: devices for `"mirrored"` / `"one_device"`, e.g. `["/cpu:0", "/cpu:1"]`.
+        mixed_precision: `"auto"` (on with a GPU), True (`mixed_float16`), False,
+            or a Keras policy name such as `"mixed_bfloat16"`.
+        jit_compile: passed to `Model.compile`; `"auto"` lets Keras decide (XLA is slower
+            for conv nets on CPU).
+        seed: global seed of Keras, TensorFlow and NumPy.
+    """
+
+    strategy: str = "auto"
+    devices: list = dataclasses.field(default_factory=list)
+    mixed_precision: Union[bool, str] = "auto"
+    jit_compile: Union[bool, str] = "auto"
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    """The `output` section.
+
+    Args:
+        dir: run directory; `tfft run --out` overrides it. Default: `runs/<recipe name>`.
+        log_every: steps between training-loss points in TensorBoard.
+    """
+
+    dir: Optional[str] = None
+    log_every: int = 20
+
+
+SECTIONS = {
+    "backbone": BackboneConfig,
+    "data": DataConfig,
+    "head": HeadConfig,
+    "schedule": ScheduleConfig,
+    "train": TrainConfig,
+    "runtime": RuntimeConfig,
+    "output": OutputConfig,
+}
+SPECIAL = ("trainer", "demo")
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A resolved recipe: every section with defaults filled in and overrides applied.
+
+    Example:
+        >>> recipe = load_recipe("recipes/tumor_resnet.py", overrides=["schedule.epochs=4"])
+        >>> recipe.schedule.epochs
+        4
+    """
+
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    trainer: Optional[type] = None
+    source: Optional[str] = None
+    demo: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self):
+        """Plain values of every section, as saved in the run directory."""
+        values = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        values["trainer"] = None if self.trainer is None else f"{self.trainer.__module__}.{self.trainer.__qualname__}"
+        values["source"] = self.source
+        return values
+
+    def with_overrides(self, overrides):
+        """A copy with `dotted.key=value` strings applied; see `apply_override`."""
+        recipe = dataclasses.replace(self, **{n: dataclasses.replace(getattr(self, n)) for n in SECTIONS})
+        for override in overrides:
+            if "=" not in override:
+                raise RecipeError(f"--set takes dotted.key=value. Received: {override!r}")
+            key, text = override.split("=", 1)
+            apply_override(recipe, key.strip(), parse_value(text.strip()))
+        return recipe
+
+
+def parse_value(text):
+    """Parse a `--set` value: a Python literal if it is one, else the text itself.
+
+    Example:
+        >>> parse_value("3"), parse_value("1e-4"), parse_value("[1, 2]"), parse_value("~/data")
+        (3, 0.0001, [1, 2], '~/data')
+    """
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_override(recipe, key, value):
+    """Set `section.field` (or `section.field.subkey` of a dict field) on `recipe`."""
+    parts = key.split(".")
+    if parts[0] not in SECTIONS or len(parts) < 2:
+        raise RecipeError(f"Unknown recipe key {key!r}: keys look like section.field with a section in {list(SECTIONS)}.{_suggest(parts[0], SECTIONS)}")
+    section = getattr(recipe, parts[0])
+    field = _field(parts[0], parts[1])
+    if len(parts) == 2:
+        setattr(section, parts[1], check_value(key, value, field.type))
+        return
+    current = getattr(section, parts[1])
+    if not isinstance(current, dict):
+        raise RecipeError(f"{parts[0]}.{parts[1]} is not a dict, so {key!r} cannot be set.")
+    current = dict(current)
+    target = current
+    for part in parts[2:-1]:
+        target = target.setdefault(part, {})
+    target[parts[-1]] = value
+    setattr(section, parts[1], current)
+
+
+def _field(section, name):
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    if name not in fields:
+        raise RecipeError(f"Unknown recipe key '{section}.{name}'.{_suggest(name, fields)} Known keys of '{section}': {sorted(fields)}")
+    field = fields[name]
+    field.type = typing.get_type_hints(SECTIONS[section])[name]
+    return field
+
+
+def _suggest(name, choices):
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def check_value(key, value, annotation):
+    """Check `value` against a field's type annotation; ints are accepted for floats."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) is Union else (annotation,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option in (bool, str, list, dict) and isinstance(value, option):
+            return value
+    if str in options and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # `--set data.path=2024` parses as a number but means the text
+    expected = " or ".join("None" if o is type(None) else o.__name__ for o in options)
+    raise RecipeError(f"{key} must be {expected}. Received: {key}={value!r}")
+
+
+def _section(name, values, path):
+    if isinstance(values, str) and name == "backbone":
+        values = {"name": values}
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path}: '{name}' must be a dict of values. Received: {name}={values!r}")
+    config = SECTIONS[name]()
+    for key, value in values.items():
+        field = _field(name, key)
+        setattr(config, key, check_value(f"{name}.{key}", value, field.type))
+    return config
+
+
+def load_recipe(path, overrides=(), demo=False):
+    """Load a recipe file, apply its `demo` values (if `demo`) and then `overrides`.
+
+    Args:
+        path: the recipe's `.py` file.
+        overrides: `dotted.key=value` strings, as given to `--set`.
+        demo: apply the recipe's `demo` dict first.
+
+    Returns:
+        A `Recipe`.
+
+    Raises:
+        RecipeError: missing file, syntax error, unknown section or key, wrong type.
+
+    Example:
+        >>> recipe = load_recipe("recipes/tumor_resnet.py", demo=True)
+    """
+    path = os.path.expanduser(str(path))
+    if not os.path.isfile(path):
+        raise RecipeError(f"Recipe file not found: {path}")
+    try:
+        namespace = runpy.run_path(path, run_name="tfft_recipe")
+    except SyntaxError as error:
+        raise RecipeError(f"Syntax error in recipe {path}, line {error.lineno}: {error.msg}") from None
+    except Exception as error:  # the recipe is user code: report what it raised, in one line
+        raise RecipeError(f"Recipe {path} raised {type(error).__name__}: {error}") from None
+    recipe = Recipe(source=os.path.abspath(path))
+    for name, value in namespace.items():
+        if name == "trainer":
+            recipe.trainer = _check_trainer(value, path)
+        elif name.startswith("_") or name.isupper() or _is_code(value):
+            continue
+        elif name in SECTIONS:
+            setattr(recipe, name, _section(name, value, path))
+        elif name == "demo":
+            if not isinstance(value, dict):
+                raise RecipeError(f"{path}: 'demo' must be a dict of dotted keys. Received: demo={value!r}")
+            recipe.demo = dict(value)
+        else:
+            raise RecipeError(f"{path}: unknown recipe section '{name}'.{_suggest(name, list(SECTIONS) + list(SPECIAL))} Sections: {list(SECTIONS) + list(SPECIAL)}")
+    if demo:
+        recipe = recipe.with_overrides(f"{k}={v!r}" for k, v in recipe.demo.items())
+    return recipe.with_overrides(overrides)
+
+
+def _is_code(value):
+    return isinstance(value, (types.ModuleType, types.FunctionType, type))
+
+
+def _check_trainer(value, path):
+    from tfft.trainer import Trainer
+
+    if not (isinstance(value, type) and issubclass(value, Trainer)):
+        raise RecipeError(f"{path}: 'trainer' must be a tfft.Trainer subclass. Received: trainer={value!r}")
+    return value

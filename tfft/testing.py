@@ -1,0 +1,122 @@
+"""Tiny backbones, data and recipes for tests and examples.
+
+Everything here runs in seconds on two CPU cores: backbones of a few conv blocks at
+16–64 px, image folders of a few dozen files. The tiny ResNet uses the layer names of
+`keras.applications.ResNet50`, so the ResNet layer-group rules apply to it unchanged.
+"""
+
+import os
+import textwrap
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def tiny_resnet(input_size=32, filters=(8, 16, 32), blocks=1, name="tiny_resnet"):
+    """A ResNet of a few basic blocks, named like `keras.applications.ResNet50`.
+
+    Args:
+        input_size: height and width of the RGB input.
+        filters: filters of each stage `conv2`, `conv3`, ...; each stage after the first
+            halves the resolution.
+        blocks: residual blocks per stage.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` from images to a 4D feature map, with BatchNorm in every
+        block and a projection shortcut where the shape changes.
+
+    Example:
+        >>> model = tiny_resnet(32)
+        >>> model.output.shape
+        (None, 4, 4, 32)
+    """
+    inputs = keras.Input((input_size, input_size, 3), name="input")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    for stage, width in enumerate(filters, start=2):
+        for block in range(1, blocks + 1):
+            prefix = f"conv{stage}_block{block}"
+            strides = 2 if stage > 2 and block == 1 else 1
+            shortcut = x
+            if strides != 1 or x.shape[-1] != width:
+                shortcut = keras.layers.Conv2D(width, 1, strides=strides, name=f"{prefix}_0_conv")(x)
+                shortcut = keras.layers.BatchNormalization(name=f"{prefix}_0_bn")(shortcut)
+            y = keras.layers.Conv2D(width, 3, strides=strides, padding="same", name=f"{prefix}_1_conv")(x)
+            y = keras.layers.BatchNormalization(name=f"{prefix}_1_bn")(y)
+            y = keras.layers.Activation("relu", name=f"{prefix}_1_relu")(y)
+            y = keras.layers.Conv2D(width, 3, padding="same", name=f"{prefix}_2_conv")(y)
+            y = keras.layers.BatchNormalization(name=f"{prefix}_2_bn")(y)
+            x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
+            x = keras.layers.Activation("relu", name=f"{prefix}_out")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def tiny_cnn(input_size=32, filters=(8, 16, 16, 32), name="tiny_cnn"):
+    """A plain conv stack with no family naming: layer groups come from the depth split.
+
+    Example:
+        >>> tiny_cnn(32).output.shape
+        (None, 2, 2, 32)
+    """
+    inputs = keras.Input((input_size, input_size, 3))
+    x = inputs
+    for width in filters:
+        x = keras.layers.Conv2D(width, 3, strides=2, padding="same")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def tiny_images(num_classes=3, per_class=12, size=32, seed=0):
+    """Images whose class is the position of a bright square, with noise.
+
+    Returns:
+        `(images, labels)`: float32 `[n, size, size, 3]` in 0–255 and int32 `[n]`.
+    """
+    rng = np.random.default_rng(seed)
+    n = num_classes * per_class
+    images = rng.normal(60.0, 20.0, size=(n, size, size, 3))
+    labels = np.repeat(np.arange(num_classes), per_class).astype("int32")
+    cell = size // max(2, num_classes)
+    for i, label in enumerate(labels):
+        top = int(rng.integers(0, size - cell + 1))
+        left = label * cell
+        images[i, top : top + cell, left : left + cell] += 150.0
+    return np.clip(images, 0, 255).astype("float32"), labels
+
+
+def write_image_folder(directory, num_classes=3, per_class=12, size=32, seed=0):
+    """Write `tiny_images` as a class-per-folder tree of PNG files.
+
+    Returns:
+        The class names, `["class0", "class1", ...]`.
+
+    Example:
+        >>> write_image_folder(tmp_path / "data", num_classes=2)
+        ['class0', 'class1']
+    """
+    images, labels = tiny_images(num_classes, per_class, size, seed)
+    names = [f"class{i}" for i in range(num_classes)]
+    for name in names:
+        os.makedirs(os.path.join(directory, name), exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        png = tf.io.encode_png(tf.cast(image, tf.uint8)).numpy()
+        with open(os.path.join(directory, names[label], f"{i:04d}.png"), "wb") as f:
+            f.write(png)
+    return names
+
+
+def write_recipe(path, body):
+    """Write a recipe file from an indented string and return its path.
+
+    Example:
+        >>> write_recipe(tmp_path / "r.py", '''
+        ...     backbone = dict(name="model.keras", weights=None)
+        ... ''')
+    """
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(body).lstrip())
+    return str(path)

@@ -1,0 +1,427 @@
+"""The Trainer: one fine-tuning job, run as a sequence of stages on one model and optimizer.
+
+`Trainer.run()` does, in order:
+
+1. choose the strategy, build the backbone, the data, the model and its layer groups,
+2. build the optimizer once over every variable any stage will train,
+3. for each stage: freeze and unfreeze groups, set per-group rates and the stage's rate
+   shape, compile (Keras caches the train function, so a changed `trainable` flag only
+   takes effect after compiling again) and `fit` on a continuous epoch axis,
+4. evaluate, write `metrics.json`, save the model.
+
+Every `build_*` method and `on_stage_*` hook is meant to be overridden:
+
+```python
+class MyTrainer(tfft.Trainer):
+    def build_head(self, features):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        return keras.layers.Dense(self.num_classes, dtype="float32")(x)
+```
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from tfft import evaluation
+from tfft.backbones import build_backbone
+from tfft.callbacks.checkpoints import StageCheckpoint
+from tfft.callbacks.tensorboard import TensorBoardLogger
+from tfft.distribute import mixed_precision_policy, resolve_strategy
+from tfft.errors import DataError, TfftError
+from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
+from tfft.optimizers import make_optimizer
+from tfft.recipe import Recipe
+from tfft.schedules import StageLearningRate, build_stages, plan_epochs
+
+
+@dataclasses.dataclass
+class StagePlan:
+    """What one stage will do: returned by `Trainer.plan()` and printed by `tfft plan`.
+
+    Args:
+        index: 0-based stage number.
+        stage: the `Stage`.
+        epochs: `(initial_epoch, end_epoch)` on the run's epoch axis.
+        steps: optimizer steps of the stage.
+        groups: one row per group, head last: `(name, trains, trainable_params, lr)`, where
+            `lr` is the stage's peak rate times the group's factor (0 when frozen).
+    """
+
+    index: int
+    stage: object
+    epochs: tuple
+    steps: int
+    groups: list
+
+    @property
+    def trainable_params(self):
+        return sum(row[2] for row in self.groups)
+
+
+class Trainer:
+    """Runs a recipe: staged fine-tuning of a pretrained backbone with a new head.
+
+    Args:
+        recipe: a `tfft.Recipe` (default: every default value).
+        out_dir: run directory; default `recipe.output.dir`, else `runs/<recipe name>`.
+        overwrite: allow a run directory that already holds files.
+        verbose: Keras `fit` verbosity (2: one line per epoch).
+
+    Example:
+        >>> recipe = tfft.load_recipe("recipes/tumor_resnet.py", demo=True)
+        >>> result = tfft.Trainer(recipe, out_dir="runs/demo").run()
+        >>> result["accuracy"]
+    """
+
+    def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2):
+        self.recipe = recipe or Recipe()
+        self.out_dir = out_dir or self.recipe.output.dir or _default_run_dir(self.recipe)
+        self.overwrite = overwrite
+        self.verbose = verbose
+        self.strategy = None
+        self.backbone = None
+        self.datasets = None
+        self.model = None
+        self.groups = None
+        self.stages = None
+        self.optimizer = None
+        self.steps_per_epoch = None
+        self.logger = None
+        self._built = False
+
+    # -- hooks: override any of these ------------------------------------------------------
+
+    def build_strategy(self):
+        """Return the `tf.distribute.Strategy` (default: from `runtime.strategy`)."""
+        return resolve_strategy(self.recipe.runtime.strategy, self.recipe.runtime.devices)
+
+    def build_backbone(self):
+        """Return a `tfft.backbones.Backbone` (model, preprocessing, group rules).
+
+        Called under the strategy scope.
+        """
+        config = self.recipe.backbone
+        return build_backbone(config.name, weights=config.weights, input_size=config.input_size, family=config.family)
+
+    def build_datasets(self):
+        """Return a `tfft.data.Datasets` for `data.kind`.
+
+        `self.backbone` is built already: its preprocessing and input size are used.
+        """
+        config = self.recipe.data
+        if config.kind != "image":
+            raise DataError(f"Unknown data kind. Expected 'image'. Received: data.kind={config.kind!r}")
+        from tfft.data.image import image_datasets
+
+        path = config.path
+        if path is None and config.manifest is None:
+            path = self._synthetic_data()
+        return image_datasets(
+            path=_expand(path),
+            manifest=_expand(config.manifest),
+            validation_path=_expand(config.validation_path),
+            validation_split=config.validation_split,
+            image_size=config.image_size or self.recipe.backbone.input_size,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            augment=config.augment,
+            preprocess=self.backbone.preprocess,
+            cache=config.cache,
+            class_weights=config.class_weights,
+            verify=config.verify,
+        )
+
+    def build_head(self, features):
+        """Return the head's output logits for the backbone's `features` (a symbolic tensor).
+
+        The default pools 4D features (`head.pooling`), applies dropout and an optional
+        hidden layer, and ends in a float32 `Dense(num_classes)` (logits).
+        """
+        config = self.recipe.head
+        x = features
+        if len(x.shape) == 4:
+            pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+            if config.pooling not in pool:
+                raise TfftError(f"head.pooling must be 'avg' or 'max'. Received: head.pooling={config.pooling!r}")
+            x = pool[config.pooling](name="head_pool")(x)
+        if config.hidden:
+            x = keras.layers.Dense(config.hidden, activation="relu", name="head_hidden")(x)
+        if config.dropout:
+            x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
+        return keras.layers.Dense(self.num_classes, dtype="float32", name="head_logits")(x)
+
+    def build_model(self, backbone_model):
+        """Return the whole classifier: the backbone, nested, followed by `build_head`."""
+        inputs = keras.Input(backbone_model.input_shape[1:], name="inputs")
+        outputs = self.build_head(backbone_model(inputs))
+        return keras.Model(inputs, outputs, name="tfft_classifier")
+
+    def build_layer_groups(self, backbone):
+        """Return the backbone's `LayerGroup`s, bottom to top (the head is added after)."""
+        config = self.recipe.backbone
+        return layer_groups(backbone.model, patterns=config.groups or None, rules=backbone.rules, num_groups=config.num_groups)
+
+    def build_optimizer(self):
+        """Return the optimizer; it must support per-variable factors (`tfft.optimizers`)."""
+        config = self.recipe.train
+        return make_optimizer(config.optimizer, self.stages[0].lr, weight_decay=config.weight_decay)
+
+    def build_loss(self):
+        """Return the loss (default: sparse categorical cross-entropy on logits)."""
+        smoothing = self.recipe.train.label_smoothing
+        if smoothing:
+            return _SmoothedSparseCrossentropy(self.num_classes, smoothing)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def build_metrics(self):
+        """Return the metrics compiled with the model."""
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def build_callbacks(self, stage, index):
+        """Return extra Keras callbacks for stage `index` (default: none)."""
+        return []
+
+    def on_stage_begin(self, stage, index):
+        """Called after the stage's freezing is applied and the model compiled, before `fit`."""
+
+    def on_stage_end(self, stage, index, logs):
+        """Called after the stage's `fit` with the last epoch's logs."""
+
+    # -- building --------------------------------------------------------------------------
+
+    @property
+    def num_classes(self):
+        return self.datasets.num_classes
+
+    def setup(self):
+        """Build strategy, backbone, data, model, groups, schedule and optimizer.
+
+        Everything that can be wrong with a recipe fails here, before any training.
+        """
+        if self._built:
+            return
+        runtime = self.recipe.runtime
+        keras.utils.set_random_seed(runtime.seed)
+        policy = mixed_precision_policy(runtime.mixed_precision)
+        keras.mixed_precision.set_global_policy(policy or "float32")
+        self.strategy = self.build_strategy()
+        with self.strategy.scope():
+            self.backbone = self.build_backbone()
+        self.datasets = self.build_datasets()
+        with self.strategy.scope():
+            backbone_groups = self.build_layer_groups(self.backbone)
+            self.model = self.build_model(self.backbone.model)
+            head_layers = [
+                layer for layer in self.model.layers
+                if layer is not self.backbone.model and not isinstance(layer, keras.layers.InputLayer)
+            ]
+            self.groups = backbone_groups + [LayerGroup(HEAD, head_layers)]
+            self.stages = build_stages(self.recipe.schedule, self.group_names)
+            self.steps_per_epoch = _steps(self.datasets.train, self.datasets.num_train, self.recipe.data.batch_size)
+            self.optimizer = self.build_optimizer()
+            # Build over every variable any stage will train, once, so that unfreezing a
+            # group later neither raises `Unknown variable` nor resets the head's moments.
+            apply_freezing(self.groups, {g.name for g in self.groups}, train_bn=any(s.train_bn for s in self.stages))
+            self.optimizer.build(self.model.trainable_variables)
+            if policy == "mixed_float16":
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+        self._built = True
+
+    @property
+    def group_names(self):
+        """Backbone group names, bottom to top (without the head)."""
+        return [g.name for g in self.groups if g.name != HEAD]
+
+    @property
+    def group_optimizer(self):
+        """The optimizer holding per-group factors (inside a loss-scale wrapper if any)."""
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+
+    def plan(self):
+        """Return a `StagePlan` per stage without training.
+
+        Example:
+            >>> for stage in Trainer(recipe).plan():
+            ...     print(stage.stage.name, stage.trainable_params)
+        """
+        self.setup()
+        plans = []
+        for index, (stage, bounds) in enumerate(zip(self.stages, plan_epochs(self.stages))):
+            trained = stage.trained_groups(self.group_names)
+            factors = stage.factors(self.group_names)
+            apply_freezing(self.groups, trained, stage.train_bn)
+            rows = [(g.name, g.name in trained, g.num_trainable_params, stage.lr * factors[g.name]) for g in self.groups]
+            plans.append(StagePlan(index, stage, bounds, stage.epochs * self.steps_per_epoch, rows))
+        return plans
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self):
+        """Run every stage, evaluate and save. Returns the metrics written to `metrics.json`."""
+        self._prepare_out_dir()
+        self.setup()
+        os.makedirs(self.out_dir, exist_ok=True)
+        self._write_recipe()
+        self.logger = TensorBoardLogger(
+            os.path.join(self.out_dir, "tensorboard"),
+            update_freq=self.recipe.output.log_every,
+            group_learning_rates=self._group_learning_rates,
+        )
+        self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```")
+        self.logger.log_hparams(self.recipe.to_dict(), metrics=["validation/epoch_loss", "validation/epoch_accuracy"])
+        self.checkpoint = StageCheckpoint(
+            os.path.join(self.out_dir, "checkpoints"),
+            monitor=self.recipe.train.monitor,
+            mode="min" if "loss" in self.recipe.train.monitor else "max",
+            state_fn=lambda: dict(self._stage_state),
+        )
+        history = []
+        try:
+            for index, (stage, bounds) in enumerate(zip(self.stages, plan_epochs(self.stages))):
+                history.append(self._run_stage(index, stage, bounds))
+            metrics = self._evaluate(history)
+            self._save_model()
+        finally:
+            self.logger.close()
+        return metrics
+
+    def _run_stage(self, index, stage, bounds):
+        trained = stage.trained_groups(self.group_names)
+        factors = stage.factors(self.group_names)
+        apply_freezing(self.groups, trained, stage.train_bn)
+        self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups])
+        self._factors = factors
+        start_step = int(self.optimizer.iterations.numpy())
+        self.group_optimizer.learning_rate = StageLearningRate(
+            stage.lr, start_step, stage.epochs * self.steps_per_epoch, stage.shape, stage.warmup
+        )
+        with self.strategy.scope():
+            self.model.compile(
+                optimizer=self.optimizer,
+                loss=self.build_loss(),
+                metrics=self.build_metrics(),
+                jit_compile=self.recipe.runtime.jit_compile,
+            )
+        self._stage_state = dict(stage_index=index, stage_name=stage.name, stage_start_step=start_step,
+                                 stage_start_epoch=bounds[0])
+        trainable = sum(g.num_trainable_params for g in self.groups)
+        self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, factors))
+        if self.verbose:
+            print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': epochs {bounds[0] + 1}-{bounds[1]}, "
+                  f"training {sorted(trained, key=self._group_order)} ({trainable:,} parameters)", flush=True)
+        self.on_stage_begin(stage, index)
+        callbacks = [self.logger, self.checkpoint]
+        if stage.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=self.recipe.train.monitor, patience=stage.early_stopping))
+        callbacks += self.build_callbacks(stage, index)
+        fit = self.model.fit(
+            self.datasets.train,
+            validation_data=self.datasets.validation,
+            initial_epoch=bounds[0],
+            epochs=bounds[1],
+            class_weight=self.datasets.class_weights,
+            callbacks=callbacks,
+            verbose=self.verbose,
+        )
+        logs = {k: float(v[-1]) for k, v in fit.history.items()} if fit.history else {}
+        y_true, y_pred, _ = evaluation.predict_labels(self.model, self.datasets.validation)
+        cm = evaluation.confusion_matrix(y_true, y_pred, self.num_classes)
+        self.logger.log_confusion_matrix(cm, self.datasets.class_names, stage.name)
+        self.on_stage_end(stage, index, logs)
+        return dict(name=stage.name, epochs=list(bounds), epochs_run=len(fit.epoch), trainable_params=trainable, **logs)
+
+    def _evaluate(self, history):
+        y_true, y_pred, _ = evaluation.predict_labels(self.model, self.datasets.validation)
+        report = evaluation.classification_report(y_true, y_pred, self.datasets.class_names)
+        report["split"] = "validation"
+        report["stages"] = history
+        report["best_checkpoint"] = {self.recipe.train.monitor: self.checkpoint.best_value}
+        evaluation.write_json(os.path.join(self.out_dir, "metrics.json"), report)
+        return report
+
+    def _save_model(self):
+        # Save under a temporary name and rename, so `model.keras` is always a whole model.
+        final = os.path.join(self.out_dir, "model.keras")
+        partial = os.path.join(self.out_dir, "model.partial.keras")
+        self.model.save(partial)
+        os.replace(partial, final)
+
+    def _group_learning_rates(self):
+        lr = float(keras.ops.convert_to_numpy(self.group_optimizer.learning_rate))
+        return {name: lr * factor for name, factor in self._factors.items()}
+
+    def _group_order(self, name):
+        return [g.name for g in self.groups].index(name)
+
+    def _stage_table(self, stage, trained, factors):
+        rows = ["| group | trains | trainable params | lr factor |", "|---|---|---|---|"]
+        for g in self.groups:
+            rows.append(f"| {g.name} | {'yes' if g.name in trained else 'no'} | {g.num_trainable_params:,} | {factors[g.name]:.4g} |")
+        return f"**{stage.name}**: {stage.epochs} epochs, lr {stage.lr:g} ({stage.shape})\n\n" + "\n".join(rows)
+
+    def _prepare_out_dir(self):
+        if os.path.isdir(self.out_dir) and os.listdir(self.out_dir) and not self.overwrite:
+            raise TfftError(
+                f"Run directory {self.out_dir} already holds files: pass --out to another directory "
+                "or --overwrite to replace them."
+            )
+        if os.path.isdir(self.out_dir) and self.overwrite:
+            shutil.rmtree(self.out_dir)
+
+    def _write_recipe(self):
+        evaluation.write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
+        if self.recipe.source and os.path.isfile(self.recipe.source):
+            shutil.copyfile(self.recipe.source, os.path.join(self.out_dir, "recipe.py"))
+
+    def _synthetic_data(self):
+        config = self.recipe.data
+        if config.synthetic != "mri":
+            raise DataError(
+                "data.path is not set: give a class-per-folder tree with --set data.path=DIR "
+                "(or data.manifest=FILE.csv). Received: data.path=None"
+            )
+        from tfft.data.synthetic import make_synthetic_mri
+
+        size = max(64, config.image_size or self.recipe.backbone.input_size)
+        directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{config.synthetic_per_class}_seed{config.seed}")
+        if self.verbose:
+            print(f"data.path is not set: using the built-in synthetic MRI set in {directory}", flush=True)
+        return make_synthetic_mri(directory, per_class=config.synthetic_per_class, image_size=size, seed=config.seed)
+
+
+def cache_dir():
+    """Where tfft keeps generated data: `$TFFT_CACHE`, else `~/.cache/tfft`."""
+    return os.path.expanduser(os.environ.get("TFFT_CACHE", os.path.join("~", ".cache", "tfft")))
+
+
+def _default_run_dir(recipe):
+    name = os.path.splitext(os.path.basename(recipe.source))[0] if recipe.source else "run"
+    return os.path.join("runs", name)
+
+
+def _expand(path):
+    return os.path.expanduser(path) if isinstance(path, str) else path
+
+
+def _steps(dataset, num_examples, batch_size):
+    cardinality = int(dataset.cardinality().numpy())
+    return cardinality if cardinality > 0 else math.ceil(num_examples / batch_size)
+
+
+class _SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on logits with label smoothing, for integer labels."""
+
+    def __init__(self, num_classes, smoothing, name="smoothed_crossentropy"):
+        super().__init__(name=name)
+        self.num_classes = num_classes
+        self.smoothing = smoothing
+
+    def call(self, y_true, y_pred):
+        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), self.num_classes)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, from_logits=True, label_smoothing=self.smoothing)
