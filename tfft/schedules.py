@@ -281,7 +281,7 @@ def stage_rate(t, lr, steps, shape, warmup, ops=np):
         # ULMFiT: a short linear rise to `lr`, a long linear fall to lr / ratio.
         cut_frac, ratio = (warmup or 0.1), 32.0
         cut = max(1.0, math.floor(n * cut_frac))
-        p = ops.where(t < cut, t / cut, 1.0 - (t - cut) / max(1.0, n - cut))
+        p = ops.where(t < cut, t / cut, 1.0 - (t - cut) / max(1.0, n - 1.0 - cut))
         return lr * (1.0 + p * (ratio - 1.0)) / ratio
     if shape == "one_cycle":
         # fastai's fit_one_cycle: cosine from lr/25 up to lr over 25% of the steps, then

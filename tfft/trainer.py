@@ -29,7 +29,6 @@ import keras
 import tensorflow as tf
 
 from tfft import evaluation
-from tfft.backbones import build_backbone
 from tfft.callbacks.checkpoints import StageCheckpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
 from tfft.distribute import mixed_precision_policy, resolve_strategy
@@ -106,6 +105,8 @@ class Trainer:
 
         Called under the strategy scope.
         """
+        from tfft.backbones import build_backbone  # keeps `import tfft` light
+
         config = self.recipe.backbone
         return build_backbone(config.name, weights=config.weights, input_size=config.input_size, family=config.family)
 
