@@ -1,0 +1,378 @@
+"""Image classification datasets from a class-per-folder tree or a CSV manifest.
+
+`image_datasets` lists and splits the files (`tfft/data/sources.py`), checks that every file
+decodes, and builds `tf.data` pipelines that decode, resize, cache, batch, augment (training
+only) and preprocess. Images reach `preprocess` as float32 in 0-255, the range that
+`keras.applications.*.preprocess_input` expects.
+"""
+
+import hashlib
+import numbers
+import os
+
+import keras
+import tensorflow as tf
+
+from tfft.data import sources
+from tfft.data.datasets import Datasets
+from tfft.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+# The augmentation `augment=True` stands for; also the full list of valid `augment` keys.
+DEFAULT_AUGMENT = dict(flip=True, rotation=0.05, zoom=0.1, translation=0.1, contrast=0.1)
+
+
+def _image_size(image_size):
+    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
+        size = (int(image_size), int(image_size))
+    elif (
+        isinstance(image_size, (tuple, list))
+        and len(image_size) == 2
+        and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool)
+            for s in image_size
+        )
+    ):
+        size = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise DataError(
+            "image_size must be an int or a (height, width) pair of ints. "
+            f"Received: image_size={image_size!r}"
+        )
+    if min(size) < 1:
+        raise DataError(f"image_size must be positive. Received: image_size={image_size!r}")
+    return size
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise DataError(f"{name} must be a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+def _decode(path):
+    # expand_animations=False returns a GIF's first frame as a 3-D image, so GIFs batch
+    # with everything else; channels=3 turns grayscale and RGBA into RGB.
+    return tf.io.decode_image(
+        tf.io.read_file(path), channels=3, expand_animations=False
+    )
+
+
+def find_undecodable(paths):
+    """Return the files among `paths` that cannot be read or decoded as images.
+
+    Decoding runs in a parallel `tf.data` pass that drops failing elements, and the
+    survivors are diffed against the input, so a large folder is checked at decoding
+    speed rather than one Python call per file.
+
+    Args:
+        paths: file paths.
+
+    Returns:
+        The paths that failed, in input order.
+
+    Example:
+        >>> find_undecodable(["a.png", "broken.jpg"])
+        ['broken.jpg']
+    """
+    if not paths:
+        return []
+
+    def check(path):
+        # The shape is returned, not dropped, so that graph pruning cannot skip the decode.
+        return path, tf.shape(_decode(path))
+
+    ds = tf.data.Dataset.from_tensor_slices(list(paths))
+    ds = ds.map(check, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    decoded = {path.decode("utf-8") for path, _ in ds.as_numpy_iterator()}
+    return [path for path in paths if path not in decoded]
+
+
+def build_augmenter(augment, seed=0):
+    """Build the training augmentation as a `keras.Sequential` of preprocessing layers.
+
+    Args:
+        augment: None or False for none; True for `DEFAULT_AUGMENT`; or a dict with any of
+            the keys `flip` (bool: random horizontal flip), `rotation` (fraction of a full
+            turn), `zoom`, `translation` (fractions of the image size) and `contrast`
+            (factor). A value of 0, False or None turns that step off.
+        seed: integer seed; each layer gets its own seed derived from it.
+
+    Returns:
+        A `keras.Sequential` that maps float32 0-255 image batches to augmented batches,
+        or None when nothing is enabled.
+
+    Example:
+        >>> augmenter = build_augmenter(dict(flip=True, rotation=0.05), seed=0)
+        >>> [layer.name for layer in augmenter.layers]
+        ['flip', 'rotation']
+    """
+    if augment is None or augment is False:
+        return None
+    if augment is True:
+        augment = DEFAULT_AUGMENT
+    if not isinstance(augment, dict):
+        raise DataError(
+            "augment must be None, True or a dict such as "
+            f"{DEFAULT_AUGMENT}. Received: augment={augment!r}"
+        )
+    unknown = sorted(set(augment) - set(DEFAULT_AUGMENT))
+    if unknown:
+        raise DataError(
+            f"Unknown augment keys {unknown}; valid keys are {list(DEFAULT_AUGMENT)}. "
+            f"Received: augment={augment!r}"
+        )
+
+    layers = []
+    for offset, key in enumerate(DEFAULT_AUGMENT):
+        value = augment.get(key)
+        if value is None or value is False or (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
+        ):
+            continue
+        if key == "flip":
+            if value is not True:
+                raise DataError(
+                    f"augment['flip'] must be True or False. Received: flip={value!r}"
+                )
+            layers.append(keras.layers.RandomFlip("horizontal", seed=seed, name="flip"))
+            continue
+        if isinstance(value, bool):
+            raise DataError(
+                f"augment['{key}'] must be a factor such as {DEFAULT_AUGMENT[key]}, not a "
+                f"bool. Received: {key}={value!r}"
+            )
+        layer_seed = seed + offset
+        try:
+            if key == "rotation":
+                layer = keras.layers.RandomRotation(value, seed=layer_seed, name=key)
+            elif key == "zoom":
+                layer = keras.layers.RandomZoom(value, seed=layer_seed, name=key)
+            elif key == "translation":
+                layer = keras.layers.RandomTranslation(
+                    value, value, seed=layer_seed, name=key
+                )
+            else:
+                layer = keras.layers.RandomContrast(
+                    value, value_range=(0, 255), seed=layer_seed, name=key
+                )
+        except (ValueError, TypeError) as e:
+            raise DataError(
+                f"augment['{key}'] is not a valid factor ({e}). Received: {key}={value!r}"
+            ) from None
+        layers.append(layer)
+    if not layers:
+        return None
+    return keras.Sequential(layers, name="augment")
+
+
+def _listing(paths, labels):
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(labels, tf.int32))
+    )
+
+
+def _load(ds, size):
+    def load(path, label):
+        image = tf.image.resize(_decode(path), size)
+        image.set_shape((size[0], size[1], 3))
+        return image, label
+
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _cache(ds, cache, split, paths, labels, size):
+    if cache is True:
+        return ds.cache()
+    if not cache:
+        return ds
+    # TF reuses an existing cache file whatever the input, so the name carries a
+    # fingerprint of the files, labels and size: changing any of them starts a new cache
+    # instead of silently replaying stale images.
+    digest = hashlib.sha1(repr((paths, labels, size)).encode("utf-8")).hexdigest()[:12]
+    prefix = os.fspath(cache)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    return ds.cache(f"{prefix}-{split}-{digest}")
+
+
+def image_datasets(
+    path=None,
+    manifest=None,
+    validation_path=None,
+    validation_split=0.2,
+    image_size=224,
+    batch_size=32,
+    seed=0,
+    augment=None,
+    preprocess=None,
+    cache=True,
+    class_weights=None,
+    shuffle_buffer=10000,
+    verify=True,
+):
+    """Build training and validation image datasets.
+
+    The images come from a class-per-folder tree (`path`) or a CSV manifest (`manifest`)
+    and are split per class into training and validation unless `validation_path` gives a
+    separate class-per-folder tree. JPEG, PNG, BMP and GIF (first frame) decode to RGB and
+    are resized to `image_size` as float32 in 0-255. The training split is shuffled every
+    epoch and augmented; the validation split keeps a fixed order and is never augmented.
+
+    Args:
+        path: folder holding one sub-folder per class.
+        manifest: CSV with `path,label` columns; give exactly one of `path` and `manifest`.
+        validation_path: optional class-per-folder tree used as the validation split; it
+            must hold the same classes. When given, `validation_split` is ignored.
+        validation_split: share of each class held out for validation.
+        image_size: int or `(height, width)`.
+        batch_size: examples per batch.
+        seed: seed for the split, the shuffle and the augmentation.
+        augment: None, True or a dict of augmentation steps; see `build_augmenter`.
+        preprocess: callable applied to float32 0-255 batches after augmentation, e.g.
+            `keras.applications.resnet.preprocess_input`; None leaves the images as they are.
+        cache: True caches decoded, resized images in memory; a string caches them in files
+            with that path prefix; False decodes every epoch.
+        class_weights: None, `"balanced"` or a dict `{class: weight}`; see
+            `tfft.data.sources.class_weights`.
+        shuffle_buffer: upper bound on the shuffle buffer. With a cache the buffer holds
+            decoded images, so lower it for large images cached to files; without one it
+            holds file paths.
+        verify: decode every file once before building and raise one `DataError` naming the
+            first undecodable file; turn off only for data known to be clean.
+
+    Returns:
+        A `Datasets` whose `validation_examples` holds the unbatched, unprocessed
+        validation images (float32 0-255) and labels in the order of `validation`.
+
+    Raises:
+        DataError: for bad arguments, a missing or empty folder, fewer than two classes,
+            mismatched validation classes, or files that cannot be decoded.
+
+    Example:
+        >>> data = image_datasets(
+        ...     "data/mri", image_size=128, augment=dict(flip=True, rotation=0.05),
+        ...     preprocess=keras.applications.resnet.preprocess_input,
+        ... )
+        >>> data.class_names
+        ['glioma', 'meningioma', 'no_tumor', 'pituitary']
+    """
+    if (path is None) == (manifest is None):
+        raise DataError(
+            "Pass exactly one of `path` (a class-per-folder tree) and `manifest` (a CSV). "
+            f"Received: path={path!r}, manifest={manifest!r}"
+        )
+    size = _image_size(image_size)
+    batch_size = _positive_int("batch_size", batch_size)
+    shuffle_buffer = _positive_int("shuffle_buffer", shuffle_buffer)
+    if validation_path is None and (
+        isinstance(validation_split, bool)
+        or not isinstance(validation_split, numbers.Real)
+        or not 0 < validation_split < 1
+    ):
+        raise DataError(
+            "validation_split must be strictly between 0 and 1, or pass validation_path. "
+            f"Received: validation_split={validation_split!r}"
+        )
+    if preprocess is not None and not callable(preprocess):
+        raise DataError(
+            f"preprocess must be a callable or None. Received: preprocess={preprocess!r}"
+        )
+    if not isinstance(cache, (bool, str, os.PathLike)):
+        raise DataError(
+            "cache must be True (memory), False or a file path prefix. "
+            f"Received: cache={cache!r}"
+        )
+    augmenter = build_augmenter(augment, seed)
+
+    if path is not None:
+        paths, labels, class_names = sources.list_class_folders(path, IMAGE_EXTENSIONS)
+        source = f"path='{path}'"
+    else:
+        paths, labels, class_names = sources.read_manifest(manifest)
+        source = f"manifest='{manifest}'"
+
+    if validation_path is not None:
+        val_paths, val_labels, val_names = sources.list_class_folders(
+            validation_path, IMAGE_EXTENSIONS
+        )
+        if val_names != class_names:
+            missing = sorted(set(class_names) - set(val_names))
+            extra = sorted(set(val_names) - set(class_names))
+            raise DataError(
+                f"The validation folder {validation_path} has other classes than the "
+                f"training data: missing {missing}, extra {extra}. Give both the same "
+                f"class sub-folders. Received: validation_path='{validation_path}'"
+            )
+        train_paths, train_labels = paths, labels
+    else:
+        train_idx, val_idx = sources.stratified_split(labels, validation_split, seed)
+        train_paths = [paths[i] for i in train_idx]
+        train_labels = [labels[i] for i in train_idx]
+        val_paths = [paths[i] for i in val_idx]
+        val_labels = [labels[i] for i in val_idx]
+        if not val_paths:
+            raise DataError(
+                "The split left no validation examples because every class has a single "
+                "example; add examples or pass validation_path. "
+                f"Received: {source}, num_examples={len(paths)}"
+            )
+
+    if verify:
+        # Listing order, so "first" means the same file a user would find first.
+        everything = paths + (val_paths if validation_path is not None else [])
+        bad = find_undecodable(everything)
+        if bad:
+            raise DataError(
+                f"{len(bad)} of {len(everything)} image files cannot be decoded, first: "
+                f"{bad[0]}. Delete or re-save them as JPEG, PNG, BMP or GIF, or pass "
+                f"verify=False to skip this check. Received: {source}"
+            )
+
+    weights = sources.class_weights(
+        train_labels, len(class_names), class_weights, class_names=class_names
+    )
+
+    buffer = min(shuffle_buffer, len(train_paths))
+    train = _listing(train_paths, train_labels)
+    if cache:
+        # Shuffle after the cache: a cache fed by shuffled paths would freeze the first
+        # epoch's order, because later epochs replay the cache without reshuffling.
+        train = _cache(_load(train, size), cache, "train", train_paths, train_labels, size)
+        train = train.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        # Without a cache, shuffling paths keeps decoded images out of the buffer.
+        train = train.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        train = _load(train, size)
+    train = train.batch(batch_size)
+    if augmenter is not None:
+        # Sequential map: the layers draw from seeded state, and parallel calls would
+        # consume it in a racy order and break reproducibility. The ops are vectorised
+        # over the batch, so this is rarely the bottleneck.
+        train = train.map(lambda x, y: (augmenter(x, training=True), y))
+
+    val_decoded = _load(_listing(val_paths, val_labels), size)
+    cached_val = _cache(val_decoded, cache, "validation", val_paths, val_labels, size)
+    validation = cached_val.batch(batch_size)
+
+    if preprocess is not None:
+        train = train.map(
+            lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        validation = validation.map(
+            lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+    # A memory cache can be shared; a file cache cannot be read by two iterators while
+    # it is being written, so the examples then decode on their own.
+    validation_examples = cached_val if cache is True else val_decoded
+
+    return Datasets(
+        train=train.prefetch(tf.data.AUTOTUNE),
+        validation=validation.prefetch(tf.data.AUTOTUNE),
+        class_names=list(class_names),
+        class_weights=weights,
+        num_train=len(train_paths),
+        num_validation=len(val_paths),
+        validation_examples=validation_examples,
+    )
