@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfft.trainer import Trainer
+
 
 def tiny_resnet(input_size=32, filters=(8, 16, 32), blocks=1, name="tiny_resnet"):
     """A ResNet of a few basic blocks, named like `keras.applications.ResNet50`.
@@ -120,3 +122,29 @@ def write_recipe(path, body):
     with open(path, "w") as f:
         f.write(textwrap.dedent(body).lstrip())
     return str(path)
+
+
+def tiny_backbone(input_size=32, **kwargs):
+    """`tiny_resnet` as a `tfft.backbones.Backbone` with the ResNet group rules.
+
+    Example:
+        >>> [g.name for g in layer_groups(tiny_backbone().model, rules=tiny_backbone().rules)]
+        ['stem', 'conv2', 'conv3', 'conv4']
+    """
+    from tfft.backbones import Backbone
+    from tfft.backbones.applications import FAMILY_RULES
+
+    return Backbone(model=tiny_resnet(input_size, **kwargs), preprocess=None, rules=FAMILY_RULES["resnet"],
+                    family="resnet", name="tiny_resnet")
+
+
+class TinyTrainer(Trainer):
+    """A `tfft.Trainer` on `tiny_backbone`, sized by `backbone.input_size`.
+
+    Example:
+        >>> recipe = Recipe().with_overrides(["data.path=/tmp/images", "backbone.input_size=32"])
+        >>> TinyTrainer(recipe, out_dir="/tmp/run").run()
+    """
+
+    def build_backbone(self):
+        return tiny_backbone(self.recipe.backbone.input_size)

@@ -26,6 +26,7 @@ import os
 import shutil
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfft import evaluation
@@ -274,6 +275,7 @@ class Trainer:
             update_freq=self.recipe.output.log_every,
             group_learning_rates=self._group_learning_rates,
         )
+        self.logger.set_model(self.model)
         self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```")
         self.logger.log_hparams(self.recipe.to_dict(), metrics=["validation/epoch_loss", "validation/epoch_accuracy"])
         self.checkpoint = StageCheckpoint(
@@ -298,7 +300,7 @@ class Trainer:
         apply_freezing(self.groups, trained, stage.train_bn)
         self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups])
         self._factors = factors
-        start_step = int(self.optimizer.iterations.numpy())
+        start_step = int(np.asarray(self.optimizer.iterations))
         self.group_optimizer.learning_rate = StageLearningRate(
             stage.lr, start_step, stage.epochs * self.steps_per_epoch, stage.shape, stage.warmup
         )

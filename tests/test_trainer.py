@@ -1,0 +1,177 @@
+"""The schedule engine's guarantees, each on a real (tiny) fine-tuning run."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfft.recipe import Recipe
+from tfft.testing import TinyTrainer, write_image_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _recipe(data_dir, *overrides):
+    base = [
+        f"data.path={data_dir!s}", "data.batch_size=8", "data.augment={}", "data.validation_split=0.25",
+        "backbone.input_size=32", "schedule.kind='two_phase'", "schedule.head_epochs=1", "schedule.epochs=2",
+        "schedule.unfreeze=1", "schedule.lr=0.01", "schedule.finetune_lr=0.01", "output.log_every=1",
+    ]
+    return Recipe().with_overrides(base + list(overrides))
+
+
+def _snapshot(trainer):
+    return {g.name: [v.numpy().copy() for v in g.variables] for g in trainer.groups}
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+class Recording(TinyTrainer):
+    """Records every group's weights and the optimizer's moments around each stage."""
+
+    def on_stage_begin(self, stage, index):
+        self.begin = getattr(self, "begin", []) + [(_snapshot(self), _moments(self))]
+
+    def on_stage_end(self, stage, index, logs):
+        self.end = getattr(self, "end", []) + [(_snapshot(self), _moments(self))]
+
+
+def _moments(trainer):
+    head = {id(v) for v in trainer.groups[-1].variables}
+    optimizer = trainer.group_optimizer
+    values = {}
+    for i, variable in enumerate(optimizer._trainable_variables):
+        if id(variable) in head:
+            values[variable.path] = optimizer._momentums[i].numpy().copy()
+    return values
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("images")
+    write_image_folder(directory, num_classes=3, per_class=12, size=32)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def two_phase_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    trainer = Recording(_recipe(data_dir), out_dir=str(out / "run"), verbose=0)
+    metrics = trainer.run()
+    return trainer, metrics
+
+
+def test_frozen_groups_do_not_change_by_a_bit_and_trained_groups_do(two_phase_run):
+    trainer, _ = two_phase_run
+    (head_before, _), (finetune_before, _) = trainer.begin
+    (head_after, _), (finetune_after, _) = trainer.end
+    for name in ["stem", "conv2", "conv3", "conv4"]:
+        assert _same(head_before[name], head_after[name]), f"{name} moved while frozen"
+    assert not _same(head_before["head"], head_after["head"])
+    for name in ["stem", "conv2", "conv3"]:
+        assert _same(finetune_before[name], finetune_after[name]), f"{name} moved while frozen"
+    conv4 = trainer.groups[3]
+    kernels = [i for i, v in enumerate(conv4.variables) if "kernel" in v.path]
+    assert kernels and all(not np.array_equal(finetune_before["conv4"][i], finetune_after["conv4"][i]) for i in kernels)
+
+
+def test_batchnorm_statistics_stay_fixed_in_unfrozen_groups_by_default(two_phase_run):
+    trainer, _ = two_phase_run
+    (before, _), (after, _) = trainer.begin[1], trainer.end[1]
+    conv4 = trainer.groups[3]
+    bn = [i for i, v in enumerate(conv4.variables) if "_bn/" in v.path]
+    assert len(bn) >= 8  # gamma, beta, moving mean and variance of two BatchNorms
+    assert all(np.array_equal(before["conv4"][i], after["conv4"][i]) for i in bn)
+
+
+def test_head_moments_survive_the_unfreeze(two_phase_run):
+    trainer, _ = two_phase_run
+    (_, end_of_head), (_, begin_of_finetune) = trainer.end[0], trainer.begin[1]
+    assert end_of_head and all(np.any(m != 0) for m in end_of_head.values())
+    for path, value in end_of_head.items():
+        np.testing.assert_array_equal(begin_of_finetune[path], value)
+
+
+def test_run_directory_holds_results(two_phase_run):
+    trainer, metrics = two_phase_run
+    out = trainer.out_dir
+    assert sorted(os.listdir(out)) == ["checkpoints", "metrics.json", "model.keras", "recipe.json", "tensorboard"]
+    with open(os.path.join(out, "metrics.json")) as f:
+        saved = json.load(f)
+    assert saved["accuracy"] == metrics["accuracy"] and set(saved["per_class"]) == {"class0", "class1", "class2"}
+    assert [s["name"] for s in saved["stages"]] == ["head", "finetune"]
+    assert np.array(saved["confusion_matrix"]).sum() == saved["num_examples"] == 9
+    with open(os.path.join(out, "checkpoints", "last", "state.json")) as f:
+        state = json.load(f)
+    assert state["stage_name"] == "finetune" and state["stage_index"] == 1 and state["epoch"] == 2
+    loaded = keras.models.load_model(os.path.join(out, "model.keras"))
+    x = np.zeros((2, 32, 32, 3), "float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), trainer.model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_tensorboard_has_one_step_axis_across_stages(two_phase_run):
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    trainer, _ = two_phase_run
+    train_dir = os.path.join(trainer.out_dir, "tensorboard", "train")
+    acc = ea.EventAccumulator(train_dir, size_guidance={ea.TENSORS: 0, ea.IMAGES: 0})
+    acc.Reload()
+    tags = acc.Tags()["tensors"]
+    steps = [e.step for e in acc.Tensors("loss")]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps) and steps[-1] == int(trainer.optimizer.iterations)
+    assert [int(e.step) for e in acc.Tensors("stage/index")] == [0, int(trainer.steps_per_epoch)]
+    assert "stage/trainable_params" in tags and "learning_rate" in tags
+    assert any(t.startswith("confusion_matrix/") for t in tags + acc.Tags().get("images", []))
+
+
+def test_train_bn_option_updates_statistics(data_dir, tmp_path):
+    trainer = Recording(_recipe(data_dir, "schedule.train_bn=True"), out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.run()
+    before, after = trainer.begin[1][0]["conv4"], trainer.end[1][0]["conv4"]
+    conv4 = trainer.groups[3]
+    means = [i for i, v in enumerate(conv4.variables) if "moving_mean" in v.path]
+    assert means and all(not np.array_equal(before[i], after[i]) for i in means)
+
+
+def test_multiplier_zero_holds_a_trained_group_still(data_dir, tmp_path):
+    stages = [dict(name="all", epochs=1, train="all", lr=0.01, multipliers={"conv3": 0.0})]
+    trainer = Recording(_recipe(data_dir, "schedule.kind='custom'", f"schedule.stages={stages!r}"), out_dir=str(tmp_path / "r"), verbose=0)
+    trainer.run()
+    (before, _), (after, _) = trainer.begin[0], trainer.end[0]
+    assert _same(before["conv3"], after["conv3"])
+    assert not _same(before["conv4"], after["conv4"]) and not _same(before["conv2"], after["conv2"])
+
+
+def test_plan_lists_groups_params_and_rates(data_dir):
+    trainer = TinyTrainer(_recipe(data_dir, "schedule.decay=0.5", "schedule.unfreeze=2"), verbose=0)
+    first, second = trainer.plan()
+    assert [row[0] for row in first.groups] == ["stem", "conv2", "conv3", "conv4", "head"]
+    assert [row[1] for row in first.groups] == [False, False, False, False, True]
+    assert first.trainable_params == 32 * 3 + 3
+    rates = {row[0]: row[3] for row in second.groups}
+    assert rates == {"stem": 0.0, "conv2": 0.0, "conv3": pytest.approx(0.0025), "conv4": pytest.approx(0.005), "head": 0.01}
+    assert second.steps == trainer.steps_per_epoch and second.epochs == (1, 2)
+
+
+def test_existing_run_directory_is_refused(data_dir, tmp_path):
+    from tfft.errors import TfftError
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    with pytest.raises(TfftError, match="already holds files.*--overwrite"):
+        TinyTrainer(_recipe(data_dir), out_dir=str(tmp_path / "run"), verbose=0).run()
+    assert (tmp_path / "run" / "metrics.json").read_text() == "{}"
+
+
+def test_mirrored_over_two_devices_keeps_the_guarantees(data_dir, tmp_path):
+    recipe = _recipe(data_dir, "runtime.strategy='mirrored'", "runtime.devices=['/cpu:0', '/cpu:1']")
+    trainer = Recording(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    metrics = trainer.run()
+    assert trainer.strategy.num_replicas_in_sync == 2
+    (before, _), (after, _) = trainer.begin[1], trainer.end[1]
+    assert _same(before["conv3"], after["conv3"]) and not _same(before["conv4"], after["conv4"])
+    assert 0.0 <= metrics["accuracy"] <= 1.0
