@@ -329,6 +329,7 @@ class Trainer:
             initial_epoch=bounds[0],
             epochs=bounds[1],
             class_weight=self.datasets.class_weights,
+            shuffle=False,  # the dataset shuffles itself; Keras would only warn
             callbacks=callbacks,
             verbose=self.verbose,
         )

@@ -1,7 +1,8 @@
 """Checkpoints of model weights, optimizer state and stage position, written atomically.
 
 A checkpoint is a directory of three files:
-- `model.weights.h5`: `model.save_weights`;
+- `model.weights.h5`: the model's weights in Keras's weights format, without the optimizer
+  (which `model.save_weights` would add a second time for a compiled model);
 - `optimizer.npz`: every optimizer variable (including `iterations` and, for a constant
   rate, `learning_rate`) as an array keyed by its index (`"0"`, `"1"`, ...), with the
   variables' paths under `"paths"`;
@@ -20,6 +21,7 @@ import warnings
 
 import keras
 import numpy as np
+from keras.src.saving import saving_lib
 
 from tfft.errors import TfftError
 from tfft.evaluation import write_json
@@ -77,7 +79,7 @@ def save_checkpoint(directory, model, optimizer, state):
     temp = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{secrets.token_hex(6)}")
     os.mkdir(temp)
     try:
-        model.save_weights(os.path.join(temp, WEIGHTS_FILE))
+        _save_model_weights(model, optimizer, os.path.join(temp, WEIGHTS_FILE))
         variables = list(optimizer.variables)
         # `np.asarray` reads Keras variables, mirrored ones included, without the numpy 2
         # DeprecationWarning that `keras.ops.convert_to_numpy` raises on them.
@@ -90,6 +92,22 @@ def save_checkpoint(directory, model, optimizer, state):
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def _save_model_weights(model, optimizer, path):
+    # `model.save_weights` stores a compiled model's optimizer too: for Adam that triples
+    # the file, and `optimizer.npz` holds it already. Keras has no public way to skip it.
+    saving_lib.save_weights_only(model, path, objects_to_skip=_optimizers(optimizer))
+
+
+def _load_model_weights(model, optimizer, path):
+    saving_lib.load_weights_only(model, path, objects_to_skip=_optimizers(optimizer))
+
+
+def _optimizers(optimizer):
+    # A loss-scale wrapper holds the real optimizer inside.
+    inner = getattr(optimizer, "inner_optimizer", None)
+    return [optimizer] + ([inner] if inner is not None else [])
 
 
 def _describe(shape):
@@ -155,7 +173,7 @@ def load_checkpoint(directory, model, optimizer):
         )
 
     try:
-        model.load_weights(os.path.join(directory, WEIGHTS_FILE))
+        _load_model_weights(model, optimizer, os.path.join(directory, WEIGHTS_FILE))
     except ValueError as error:
         raise TfftError(
             f"The model does not match the checkpoint's weights: {error} "
