@@ -1,5 +1,7 @@
 """Choosing the `tf.distribute` strategy and the mixed-precision policy of a run."""
 
+import dataclasses
+
 import tensorflow as tf
 
 from tfft.errors import RecipeError
@@ -25,10 +27,10 @@ def resolve_strategy(name="auto", devices=()):
     devices = list(devices or [])
     if name not in STRATEGIES:
         raise RecipeError(f"Unknown strategy. Expected one of {list(STRATEGIES)}. Received: runtime.strategy={name!r}")
-    known = {d.name.lower() for d in tf.config.list_logical_devices()}
-    missing = [d for d in devices if _full_name(d) not in known]
+    known = {_device_key(d.name): d.name for d in tf.config.list_logical_devices()}
+    missing = [d for d in devices if _device_key(d) not in known]
     if missing:
-        raise RecipeError(f"Unknown device(s) {missing}. This machine has: {sorted(known)}")
+        raise RecipeError(f"Unknown device(s) {missing}. This machine has: {sorted(known.values())}")
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "auto":
         if len(gpus) > 1:
@@ -48,11 +50,13 @@ def resolve_strategy(name="auto", devices=()):
     return tf.distribute.get_strategy()
 
 
-def _full_name(device):
-    device = device.lower().lstrip("/")
-    if device.startswith("job:"):
-        return "/" + device
-    return "/job:localhost/replica:0/task:0/device:" + device.replace("device:", "")
+def _device_key(name):
+    """`("CPU", 1)` for "/cpu:1", "/device:CPU:1" or "/job:localhost/.../device:CPU:1"."""
+    try:
+        spec = tf.DeviceSpec.from_string(name)
+    except ValueError:
+        return (name, None)
+    return ((spec.device_type or "").upper(), spec.device_index or 0)
 
 
 def mixed_precision_policy(setting="auto"):
@@ -76,3 +80,57 @@ def mixed_precision_policy(setting="auto"):
         "runtime.mixed_precision must be 'auto', True, False, 'mixed_float16' or 'mixed_bfloat16'. "
         f"Received: runtime.mixed_precision={setting!r}"
     )
+
+
+def batches_for_replicas(datasets, replicas, batch_size):
+    """Rebatch so that no replica ever receives an empty slice of a batch.
+
+    A distribution strategy splits each global batch across replicas. Measured with Keras
+    3.15 / TF 2.21 under `MirroredStrategy`: a first batch that does not split evenly fails
+    in the model's build (`AddN ... must have the same size`), and a short last batch that
+    leaves a replica with zero examples fails in the convolution (`Incompatible shapes`).
+    So the global batch size must be a multiple of the replica count; training drops its
+    short last batch (reshuffled every epoch, nothing is lost for long); validation keeps
+    every example by picking a batch size whose last batch still covers every replica.
+
+    Args:
+        datasets: a `tfft.data.Datasets`.
+        replicas: `strategy.num_replicas_in_sync`.
+        batch_size: the global batch size.
+
+    Returns:
+        The same `Datasets`, with `train` and `validation` rebatched when `replicas > 1`.
+    """
+    if replicas <= 1:
+        return datasets
+    if batch_size % replicas:
+        raise RecipeError(
+            f"data.batch_size={batch_size} does not split evenly over {replicas} replicas: use a "
+            f"multiple of {replicas}, e.g. data.batch_size={batch_size - batch_size % replicas or replicas}."
+        )
+    if datasets.num_train < batch_size:
+        raise RecipeError(
+            f"data.batch_size={batch_size} is larger than the {datasets.num_train} training "
+            "examples: lower it so that every replica gets a full batch."
+        )
+    size = validation_batch_size(datasets.num_validation, batch_size, replicas)
+    return dataclasses.replace(
+        datasets,
+        train=datasets.train.rebatch(batch_size, drop_remainder=True),
+        validation=datasets.validation.rebatch(size),
+    )
+
+
+def validation_batch_size(count, batch_size, replicas):
+    """The multiple of `replicas` closest to `batch_size` whose last batch holds at least
+    `replicas` examples.
+
+    Example:
+        >>> validation_batch_size(9, 8, 2)   # 8 + 1 would leave a replica empty
+        6
+    """
+    for delta in range(0, max(batch_size, count) + 1, replicas):
+        for size in (batch_size - delta, batch_size + delta):
+            if size >= replicas and (count % size == 0 or count % size >= replicas):
+                return size
+    return replicas * max(1, count // replicas)

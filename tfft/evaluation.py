@@ -149,30 +149,29 @@ def predict_labels(model, dataset):
         >>> y_true, y_pred, logits = predict_labels(model, datasets.validation)
         >>> report = classification_report(y_true, y_pred, datasets.class_names)
     """
-    true_batches, logit_batches = [], []
+    true_batches = []
     for element in dataset:
         if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
             raise TfftError(
                 "`dataset` must yield `(x, y)` or `(x, y, sample_weight)` batches. "
                 f"Received: an element of type {type(element).__name__}"
             )
-        x, y = element[0], element[1]
-        logits = np.asarray(model.predict_on_batch(x))
-        if logits.ndim != 2 or logits.shape[1] < 2:
-            raise TfftError(
-                "The model must output one score per class, shape [batch, num_classes] "
-                "with num_classes >= 2 (use a `Dense(num_classes)` head). "
-                f"Received: output shape {logits.shape}"
-            )
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == logits.shape[1] and y.shape[1] > 1:
-            y = np.argmax(y, axis=-1)
-        true_batches.append(_as_label_vector(y, "y"))
-        logit_batches.append(logits)
-    if not logit_batches:
+        true_batches.append(np.asarray(element[1]))
+    if not true_batches:
         raise TfftError("`dataset` yielded no batches; cannot predict on an empty dataset.")
-    logits = np.concatenate(logit_batches, axis=0)
-    y_true = np.concatenate(true_batches, axis=0)
+    # `predict`, not `predict_on_batch` per batch: under MirroredStrategy the latter returns
+    # every replica's outputs for the whole batch (twice as many rows on two replicas).
+    logits = np.asarray(model.predict(dataset, verbose=0))
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise TfftError(
+            "The model must output one score per class, shape [batch, num_classes] "
+            "with num_classes >= 2 (use a `Dense(num_classes)` head). "
+            f"Received: output shape {logits.shape}"
+        )
+    y = np.concatenate(true_batches, axis=0)
+    if y.ndim == 2 and y.shape[1] == logits.shape[1] and y.shape[1] > 1:
+        y = np.argmax(y, axis=-1)
+    y_true = _as_label_vector(y, "y")
     y_pred = np.argmax(logits, axis=-1).astype(np.int64)
     return y_true, y_pred, logits
 

@@ -32,7 +32,7 @@ import tensorflow as tf
 from tfft import evaluation
 from tfft.callbacks.checkpoints import StageCheckpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
-from tfft.distribute import mixed_precision_policy, resolve_strategy
+from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
 from tfft.errors import DataError, TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
 from tfft.optimizers import make_optimizer
@@ -215,7 +215,9 @@ class Trainer:
         self.strategy = self.build_strategy()
         with self.strategy.scope():
             self.backbone = self.build_backbone()
-        self.datasets = self.build_datasets()
+        self.datasets = batches_for_replicas(
+            self.build_datasets(), self.strategy.num_replicas_in_sync, self.recipe.data.batch_size
+        )
         with self.strategy.scope():
             backbone_groups = self.build_layer_groups(self.backbone)
             self.model = self.build_model(self.backbone.model)
@@ -276,7 +278,8 @@ class Trainer:
             group_learning_rates=self._group_learning_rates,
         )
         self.logger.set_model(self.model)
-        self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```")
+        step = int(np.asarray(self.optimizer.iterations))  # the model is not compiled yet
+        self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```", step=step)
         self.logger.log_hparams(self.recipe.to_dict(), metrics=["validation/epoch_loss", "validation/epoch_accuracy"])
         self.checkpoint = StageCheckpoint(
             os.path.join(self.out_dir, "checkpoints"),
