@@ -6,6 +6,34 @@ Example:
     >>> metrics = tfft.Trainer(recipe).run()
 """
 
+import os
+import sys
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow without its C++ start-up lines (oneDNN notes, CUDA probing).
+
+    TensorFlow 2.21 writes them through absl before any log setting applies, so stderr is
+    closed for the import alone. `TF_CPP_MIN_LOG_LEVEL=0` (or 1) shows them again.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] < "2":
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # probes CUDA, which logs when absent
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
 from tfft.errors import BackboneError, DataError, GroupError, RecipeError, TfftError
 from tfft.freezing import GroupRules, LayerGroup, apply_freezing, layer_groups
 from tfft.optimizers import SGD, AdamW

@@ -15,9 +15,6 @@ import sys
 
 import click
 
-# TensorFlow's C++ start-up chatter hides what matters; keep warnings and errors.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _user_errors(command):
     """Turn a `TfftError` into one line on stderr and exit code 2."""
@@ -79,8 +76,6 @@ def run(recipe_path, overrides, out_dir, overwrite, demo):
 
     trainer = (recipe.trainer or Trainer)(recipe, out_dir=out_dir, overwrite=overwrite)
     logdir = os.path.join(trainer.out_dir, "tensorboard")
-    click.echo(f"run directory: {trainer.out_dir}")
-    click.echo(f"watch it with: tensorboard --logdir {logdir}")
     metrics = trainer.run()
     click.echo(
         f"validation accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "

@@ -271,6 +271,9 @@ class Trainer:
         self._prepare_out_dir()
         self.setup()
         os.makedirs(self.out_dir, exist_ok=True)
+        if self.verbose:
+            print(f"run directory: {self.out_dir}\nwatch it with: tensorboard --logdir "
+                  f"{os.path.join(self.out_dir, 'tensorboard')}", flush=True)
         self._write_recipe()
         self.logger = TensorBoardLogger(
             os.path.join(self.out_dir, "tensorboard"),

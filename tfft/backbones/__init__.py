@@ -1,0 +1,105 @@
+"""Backbones: a pretrained feature extractor, how to preprocess its input, how to cut it.
+
+`build_backbone` is the one entry point: a name from the Keras applications catalogue
+(`"resnet50"`, `"EfficientNetB0"`) or the path of a `.keras` file.
+
+Example:
+    >>> backbone = build_backbone("resnet50", weights=None, input_size=64)
+    >>> groups = layer_groups(backbone.model, rules=backbone.rules)
+"""
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+import keras
+
+from tfft.errors import BackboneError
+from tfft.freezing import GroupRules
+
+
+@dataclasses.dataclass
+class Backbone:
+    """A feature extractor and what tfft needs to fine-tune it.
+
+    Args:
+        model: a functional `keras.Model` from images to a feature map (no pooling, no head).
+        preprocess: applied in the data pipeline to float32 image batches in 0-255, or None.
+        rules: the family's `GroupRules`, or None to split the model by depth.
+        family: the family name (`"resnet"`, `"efficientnet"`, `"custom"`).
+        name: a display name (`"ResNet50"`).
+
+    Example:
+        >>> backbone = build_backbone("MobileNetV3Small", weights=None, input_size=96)
+        >>> backbone.model.output.shape
+        (None, 3, 3, 576)
+    """
+
+    model: keras.Model
+    preprocess: Optional[Callable]
+    rules: Optional[GroupRules]
+    family: str
+    name: str
+
+
+# The builders import `Backbone` from this package, so they come after it.
+from tfft.backbones import applications  # noqa: E402
+from tfft.backbones import files  # noqa: E402
+from tfft.backbones.applications import FAMILY_RULES  # noqa: E402,F401
+from tfft.backbones.applications import build_application  # noqa: E402,F401
+from tfft.backbones.files import load_backbone_file  # noqa: E402,F401
+
+_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _is_file(name):
+    # `.h5` goes to the file loader too, whose error explains that a `.keras` file is needed.
+    return isinstance(name, os.PathLike) or (
+        isinstance(name, str) and (name.endswith(_FILE_SUFFIXES) or os.path.isfile(name))
+    )
+
+
+def build_backbone(name, weights="imagenet", input_size=224, family=None):
+    """Build a backbone from a Keras application name or a `.keras` file.
+
+    Args:
+        name: an application name (`"resnet50"`, any case) or the path of a `.keras` file.
+        weights: for an application, `"imagenet"`, None or a weights file path; a `.keras`
+            file carries its own weights and ignores it.
+        input_size: input height and width of an application; a `.keras` file keeps its own.
+        family: the layer-group family of a `.keras` file built with application layer
+            names (`"resnet"`); an application knows its family.
+
+    Returns:
+        A `Backbone`.
+
+    Example:
+        >>> build_backbone("ResNet50", weights=None, input_size=64).family
+        'resnet'
+        >>> build_backbone("runs/mri/model.keras", family="resnet").name
+        'resnet50'
+    """
+    if _is_file(name):
+        return files.load_backbone_file(name, family=family)
+    spec = applications.get_application(name)
+    if family is not None and family != spec.family:
+        raise BackboneError(
+            f"{spec.name} belongs to the '{spec.family}' family; `family` only applies to "
+            f".keras files. Received: family={family!r}"
+        )
+    return applications.build_application(name, weights=weights, input_size=input_size)
+
+
+def imagenet_weights_available(name, input_size=224):
+    """Whether the ImageNet weights of an application are in the Keras cache.
+
+    Only the cache is checked; nothing is downloaded.
+
+    Example:
+        >>> if not imagenet_weights_available("resnet50"):
+        ...     print("ImageNet weights are not available offline; continuing from random "
+        ...           "initialisation")
+    """
+    spec = applications.get_application(name)
+    return applications.cached_imagenet_weights(spec, input_size) is not None
+

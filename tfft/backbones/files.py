@@ -1,0 +1,86 @@
+"""Backbones from a user's `.keras` file: a bare feature extractor or a tfft classifier.
+
+A classifier tfft saved (a functional model named `tfft_classifier` whose second layer is
+the backbone, nested) is unwrapped, so a fine-tuned model can be fine-tuned again.
+"""
+
+import os
+
+import keras
+
+from tfft.backbones import Backbone
+from tfft.backbones.applications import family_rules
+from tfft.errors import BackboneError
+
+CLASSIFIER_NAME = "tfft_classifier"
+
+
+def _unwrap_classifier(model):
+    if model.name == CLASSIFIER_NAME and len(model.layers) > 1:
+        nested = model.layers[1]
+        if isinstance(nested, keras.Model):
+            return nested
+    return model
+
+
+def _functional(model, path):
+    if isinstance(model, keras.Sequential):
+        # A Sequential keeps its own layers when called as a functional graph.
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    if not hasattr(model, "_inbound_nodes") or not hasattr(model, "inputs") or not model.inputs:
+        raise BackboneError(
+            f"Backbone file '{path}' holds a subclassed model; tfft needs a functional or "
+            "Sequential model to cut it into layer groups."
+        )
+    return model
+
+
+def load_backbone_file(path, family=None):
+    """Load a backbone from a `.keras` file.
+
+    Args:
+        path: a `.keras` file saved with `model.save(...)`: a feature extractor, or a
+            classifier saved by tfft (its nested backbone is returned).
+        family: the family whose layer-group rules fit the model's layer names
+            (`"resnet"`, `"efficientnet"`, ... see `FAMILY_RULES`), or None to split it by
+            depth.
+
+    Returns:
+        A `Backbone` without preprocessing: the images reach the model as float32 in 0-255,
+        so a model that needs scaling should contain it.
+
+    Raises:
+        BackboneError: the file is missing, is not a `.keras` file or cannot be read, or
+            the family is unknown.
+
+    Example:
+        >>> tfft.testing.tiny_resnet(32).save("tiny.keras")
+        >>> load_backbone_file("tiny.keras", family="resnet").rules is not None
+        True
+    """
+    path = os.fspath(path)
+    rules = family_rules(family) if family is not None else None
+    if not path.endswith(".keras"):
+        raise BackboneError(
+            f"Backbone file '{path}' is not a .keras file. Save the model with "
+            f"model.save('name.keras') and pass that file. Received: name={path!r}"
+        )
+    if not os.path.isfile(path):
+        raise BackboneError(f"Backbone file '{path}' does not exist. Received: name={path!r}")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        raise BackboneError(
+            f"Cannot read backbone file '{path}' ({type(error).__name__}: "
+            f"{lines[0] if lines else ''}). Custom layers must be registered with "
+            "@keras.saving.register_keras_serializable before loading."
+        ) from error
+    model = _functional(_unwrap_classifier(model), path)
+    return Backbone(
+        model=model,
+        preprocess=None,
+        rules=rules,
+        family=family or "custom",
+        name=model.name,
+    )
