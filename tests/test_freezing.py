@@ -32,13 +32,13 @@ def _bn_statistics(model):
 
 def test_boundary_inside_a_residual_block_is_refused():
     model = tiny_resnet(32)
-    with pytest.raises(GroupError, match="conv2_block1_1_relu.*skip connection"):
+    with pytest.raises(GroupError, match="after layer .conv2_block1_1_relu.*skip connection"):
         layer_groups(model, patterns={"low": "conv1_|conv2_block1_1", "high": "conv2_block1_2|conv2_block1_add|conv2_block1_out|conv[34]"})
 
 
 def test_valid_boundaries_are_where_one_output_crosses():
     model = tiny_resnet(32)
-    names = [l.name for l in model.layers[1:]]
+    names = [op.name for op in model.operations[1:]]
     valid = dict(zip(names, valid_boundaries(model)))
     assert valid["conv1_relu"] and valid["conv2_block1_out"] and valid["conv3_block1_out"]
     assert not valid["conv3_block1_1_conv"] and not valid["conv3_block1_2_bn"]
@@ -104,3 +104,18 @@ def test_group_variables_and_reserved_head_name():
     assert sum(len(g.variables) for g in groups) == len(model.weights)
     with pytest.raises(GroupError, match="reserved"):
         layer_groups(model, patterns={"head": "conv1_|conv2_", "rest": "conv[34]"})
+
+
+def test_skip_connections_written_as_plain_tensor_maths_are_seen():
+    # ConvNeXt writes its residual as `inputs + x`: an operation, not a layer.
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 1, name="stem_conv")(inputs)
+    y = keras.layers.Conv2D(4, 3, padding="same", name="block_conv1")(x)
+    y = keras.layers.Conv2D(4, 3, padding="same", name="block_conv2")(y)
+    z = keras.layers.Conv2D(4, 1, name="top_conv")(x + y)
+    model = keras.Model(inputs, z)
+    with pytest.raises(GroupError, match="before layer group 'high'.*inside a block"):
+        layer_groups(model, patterns={"low": "stem_|block_conv1", "high": "block_conv2|top_"})
+    groups = layer_groups(model, patterns={"low": "stem_", "high": "block_|top_"})
+    assert [[l.name for l in g.layers] for g in groups] == [["stem_conv"], ["block_conv1", "block_conv2", "top_conv"]]
+    assert [len(g.layers) for g in groups_by_depth(model, 2)] in ([1, 3], [3, 1])

@@ -101,60 +101,86 @@ def _trainable_candidates(layer):
 
 
 def _graph(model):
-    """Top-level layers in topological order and the index edges between them."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    index = {id(layer): i for i, layer in enumerate(layers)}
+    """Every operation of a functional model in topological order, and the edges between.
+
+    Operations are layers and also plain tensor maths written in the model's code
+    (`inputs + x` in ConvNeXt, the hard sigmoid of MobileNetV3): a skip connection can run
+    through those, so the block check must see them. InputLayers are left out.
+    """
+    ops = [op for op in model.operations if not isinstance(op, keras.layers.InputLayer)]
+    index = {id(op): i for i, op in enumerate(ops)}
     edges = []
-    for i, layer in enumerate(layers):
-        for node in layer._inbound_nodes:
+    for i, op in enumerate(ops):
+        for node in op._inbound_nodes:
             for parent in node.parent_nodes:
                 j = index.get(id(parent.operation))
                 if j is not None:
                     edges.append((j, i))
-    return layers, edges
+    return ops, edges
+
+
+def _is_layer(op):
+    return isinstance(op, keras.layers.Layer)
 
 
 def valid_boundaries(model):
-    """Positions `i` where cutting after layer `i` crosses a single layer's output.
+    """For every operation `i` (see `_graph`), whether cutting right after it is clean.
 
-    Returns:
-        A list of booleans, one per top-level layer (InputLayer excluded).
+    A cut is clean when no operation before `i` feeds an operation after `i`: only `i`'s
+    own output crosses it.
     """
-    layers, edges = _graph(model)
-    reach = np.arange(len(layers))
+    ops, edges = _graph(model)
+    reach = np.arange(len(ops))
     for parent, child in edges:
         reach[parent] = max(reach[parent], child)
-    # Cutting after layer i is clean when no layer before i feeds a layer after i.
     valid, furthest = [], -1
-    for i in range(len(layers)):
+    for i in range(len(ops)):
         valid.append(bool(furthest <= i))
         furthest = max(furthest, int(reach[i]))
     return valid
 
 
 def check_groups(model, groups):
-    """Raise `GroupError` if the groups are not contiguous or a boundary splits a block."""
-    layers, _ = _graph(model)
-    position = {id(layer): i for i, layer in enumerate(layers)}
+    """Raise `GroupError` if the groups are not in order or a boundary splits a block."""
+    ops, _ = _graph(model)
+    position = {id(op): i for i, op in enumerate(ops)}
     valid = valid_boundaries(model)
-    end = -1
+    end = None
     for group in groups:
         if not group.layers:
             raise GroupError(f"Layer group '{group.name}' matches no layer.")
-        indices = [position[id(layer)] for layer in group.layers]
-        if indices != list(range(end + 1, end + 1 + len(indices))):
+        indices = sorted(position[id(layer)] for layer in group.layers)
+        if end is not None and indices[0] <= end:
             raise GroupError(
                 f"Layer group '{group.name}' is not a contiguous run of layers: groups must "
                 "follow the model from input to output. Received: "
                 f"layers={[layer.name for layer in group.layers][:5]}..."
             )
-        end = indices[-1]
-        if end < len(layers) - 1 and not valid[end]:
+        # Plain operations between two groups carry no weights: a clean cut anywhere
+        # between the last layer of one group and the first of the next will do.
+        if end is not None and not any(valid[end : indices[0]]):
             raise GroupError(
-                f"Layer group '{group.name}' ends at layer '{layers[end].name}', inside a "
-                "block: a skip connection crosses that boundary. Move the boundary to the "
+                f"The boundary before layer group '{group.name}' (after layer '{ops[end].name}') "
+                "is inside a block: a skip connection crosses it. Move the boundary to the "
                 "end of the block (where a single output leaves it)."
             )
+        end = indices[-1]
+
+
+def _runs(ops, names):
+    """Group consecutive operations by name; `None` (and plain operations) join the run before."""
+    assigned = [n for n in names if n is not None]
+    current = assigned[0] if assigned else None
+    groups = []
+    for op, name in zip(ops, names):
+        current = name or current
+        if not groups or groups[-1].name != current:
+            groups.append(LayerGroup(current, []))
+        if _is_layer(op):
+            groups[-1].layers.append(op)
+    groups = [g for g in groups if g.layers]
+    _check_unique(groups)
+    return groups
 
 
 def groups_from_patterns(model, patterns):
@@ -170,32 +196,23 @@ def groups_from_patterns(model, patterns):
     Example:
         >>> groups_from_patterns(model, [("conv1_", "stem"), (r"(conv\\d)_", r"\\1")])
     """
-    layers, _ = _graph(model)
+    ops, _ = _graph(model)
     compiled = [(re.compile(regex), name) for regex, name in patterns]
     names = []
-    for layer in layers:
+    for op in ops:
         name = None
-        for regex, template in compiled:
-            match = regex.match(layer.name)
+        for regex, template in compiled if _is_layer(op) else ():
+            match = regex.match(op.name)
             if match:
                 name = match.expand(template)
                 break
         names.append(name)
-    assigned = [n for n in names if n is not None]
-    if not assigned:
+    if all(n is None for n in names):
         raise GroupError(
             "No layer matches the group patterns. Received: "
-            f"patterns={[p for p, _ in patterns]}, first layers={[l.name for l in layers[:5]]}"
+            f"patterns={[p for p, _ in patterns]}, first layers={[op.name for op in ops[:5]]}"
         )
-    current = assigned[0]
-    groups = []
-    for layer, name in zip(layers, names):
-        current = name or current
-        if not groups or groups[-1].name != current:
-            groups.append(LayerGroup(current, []))
-        groups[-1].layers.append(layer)
-    _check_unique(groups)
-    return groups
+    return _runs(ops, names)
 
 
 def groups_from_ends(model, ends):
@@ -204,20 +221,17 @@ def groups_from_ends(model, ends):
     Each group runs from just after the previous end to its own end and is named after it;
     layers after the last end join the last group.
     """
-    layers, _ = _graph(model)
+    ops, _ = _graph(model)
     regex = re.compile(ends)
-    groups = [LayerGroup(None, [])]
-    for layer in layers:
-        groups[-1].layers.append(layer)
-        if regex.match(layer.name):
-            groups[-1].name = layer.name
-            groups.append(LayerGroup(None, []))
-    if len(groups) == 1:
+    closing = [op.name for op in ops if _is_layer(op) and regex.match(op.name)]
+    if not closing:
         raise GroupError(f"No layer name matches the group ends. Received: ends='{ends}'")
-    trailing = groups.pop()
-    groups[-1].layers += trailing.layers
-    _check_unique(groups)
-    return groups
+    names, pending = [], list(closing)
+    for op in ops:
+        names.append(pending[0] if pending else closing[-1])
+        if pending and op.name == pending[0]:
+            pending.pop(0)
+    return _runs(ops, names)
 
 
 def groups_by_depth(model, num_groups):
@@ -230,28 +244,30 @@ def groups_by_depth(model, num_groups):
         >>> [g.name for g in groups_by_depth(model, 3)]
         ['part1', 'part2', 'part3']
     """
-    layers, _ = _graph(model)
     if num_groups < 1:
         raise GroupError(f"num_groups must be at least 1. Received: num_groups={num_groups}")
+    ops, _ = _graph(model)
     valid = valid_boundaries(model)
-    sizes = np.array([_count(_trainable_candidates(layer)) for layer in layers], dtype=float)
-    cumulative = np.cumsum(sizes)
+    sizes = [_count(_trainable_candidates(op)) if _is_layer(op) else 0 for op in ops]
+    cumulative = np.cumsum(np.array(sizes, dtype=float))
     total = cumulative[-1] if len(cumulative) else 0.0
+    candidates = [i for i in range(len(ops) - 1) if valid[i]]
     cuts = []
-    candidates = [i for i in range(len(layers) - 1) if valid[i]]
     for k in range(1, num_groups):
         target = total * k / num_groups
         options = [i for i in candidates if not cuts or i > cuts[-1]]
         if not options:
             break
-        best = min(options, key=lambda i: abs(cumulative[i] - target))
-        if best not in cuts:
-            cuts.append(best)
-    groups, start = [], 0
-    for cut in cuts + [len(layers) - 1]:
-        groups.append(LayerGroup(f"part{len(groups) + 1}", layers[start : cut + 1]))
-        start = cut + 1
-    return [g for g in groups if g.layers]
+        cuts.append(min(options, key=lambda i: abs(cumulative[i] - target)))
+    names, part = [], 1
+    for i in range(len(ops)):
+        names.append(f"part{part}")
+        if i in cuts:
+            part += 1
+    groups = _runs(ops, names)
+    for number, group in enumerate(groups, start=1):
+        group.name = f"part{number}"  # renumber if a part held no layer
+    return groups
 
 
 def _check_unique(groups):

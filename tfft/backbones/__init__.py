@@ -91,15 +91,18 @@ def build_backbone(name, weights="imagenet", input_size=224, family=None):
 
 
 def imagenet_weights_available(name, input_size=224):
-    """Whether the ImageNet weights of an application are in the Keras cache.
+    """Whether `build_backbone(name)` gets its pretrained weights without a download.
 
-    Only the cache is checked; nothing is downloaded.
+    For an application, whether its ImageNet weights are in the Keras cache (only the cache
+    is checked; nothing is downloaded). A `.keras` file carries its own weights: True.
 
     Example:
         >>> if not imagenet_weights_available("resnet50"):
         ...     print("ImageNet weights are not available offline; continuing from random "
         ...           "initialisation")
     """
+    if _is_file(name):
+        return True
     spec = applications.get_application(name)
     return applications.cached_imagenet_weights(spec, input_size) is not None
 

@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import os
 import tempfile
-from typing import Callable, Optional
+from typing import Callable
 
 import keras
 

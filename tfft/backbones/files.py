@@ -27,7 +27,7 @@ def _functional(model, path):
     if isinstance(model, keras.Sequential):
         # A Sequential keeps its own layers when called as a functional graph.
         return keras.Model(model.inputs, model.outputs, name=model.name)
-    if not hasattr(model, "_inbound_nodes") or not hasattr(model, "inputs") or not model.inputs:
+    if not getattr(model, "inputs", None):
         raise BackboneError(
             f"Backbone file '{path}' holds a subclassed model; tfft needs a functional or "
             "Sequential model to cut it into layer groups."
