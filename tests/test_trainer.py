@@ -171,10 +171,28 @@ def test_existing_run_directory_is_refused(data_dir, tmp_path):
 
 
 def test_mirrored_over_two_devices_keeps_the_guarantees(data_dir, tmp_path):
-    recipe = _recipe(data_dir, "runtime.strategy='mirrored'", "runtime.devices=['/cpu:0', '/cpu:1']")
+    recipe = _recipe(data_dir, "runtime.strategy='mirrored'", "runtime.devices=['/cpu:0', '/cpu:1']", "schedule.train_bn=True")
     trainer = Recording(recipe, out_dir=str(tmp_path / "run"), verbose=0)
     metrics = trainer.run()
     assert trainer.strategy.num_replicas_in_sync == 2
     (before, _), (after, _) = trainer.begin[1], trainer.end[1]
     assert _same(before["conv3"], after["conv3"]) and not _same(before["conv4"], after["conv4"])
     assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+class RandomInit(Recording):
+    def build_backbone(self):
+        backbone = super().build_backbone()
+        backbone.pretrained = False
+        return backbone
+
+
+def test_random_backbone_trains_batchnorm_and_recomputes_its_statistics(data_dir, tmp_path, capsys):
+    trainer = RandomInit(_recipe(data_dir, "schedule.precise_bn=2"), out_dir=str(tmp_path / "run"), verbose=1)
+    trainer.run()
+    assert [s.train_bn for s in trainer.stages] == [True, True]
+    assert "recomputed the statistics of 3 BatchNorm layers over 2 training batches" in capsys.readouterr().out
+    conv4 = trainer.groups[3]
+    means = [i for i, v in enumerate(conv4.variables) if "moving_mean" in v.path]
+    assert all(not np.array_equal(trainer.begin[1][0]["conv4"][i], trainer.end[1][0]["conv4"][i]) for i in means)
+    assert TinyTrainer(_recipe(data_dir), verbose=0).plan()[1].stage.train_bn is False  # pretrained: frozen

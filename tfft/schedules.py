@@ -18,7 +18,7 @@ The engine knows only groups in order; it has no notion of images, text or sound
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Union
 
 import keras
 import numpy as np
@@ -134,7 +134,10 @@ class ScheduleConfig:
             correction uses the global step, so a group unfrozen late would otherwise take
             a large first step.
         decay: discriminative decay of backbone stages (see `Stage`).
-        train_bn: train BatchNorm in unfrozen groups.
+        train_bn: train BatchNorm in unfrozen groups: True, False, or `"auto"`: only when
+            the backbone has no pretrained weights (random statistics are not worth keeping).
+        precise_bn: after a stage in which BatchNorm trained, recompute its moving
+            statistics over this many training batches with the final weights (0: off).
         early_stopping: patience in epochs for every stage; 0 turns it off.
         stages: `custom`: a list of dicts with the fields of `Stage`.
 
@@ -153,7 +156,8 @@ class ScheduleConfig:
     head_shape: str = "constant"
     warmup: float = 0.1
     decay: float = 1.0
-    train_bn: bool = False
+    train_bn: Union[bool, str] = "auto"
+    precise_bn: int = 20
     early_stopping: int = 0
     stages: list = dataclasses.field(default_factory=list)
 
@@ -175,7 +179,10 @@ def build_stages(config, names):
     names = list(names)
     if config.kind not in KINDS:
         raise RecipeError(f"Unknown schedule kind. Expected one of {list(KINDS)}. Received: schedule.kind={config.kind!r}")
-    common = dict(train_bn=config.train_bn, early_stopping=config.early_stopping)
+    if config.train_bn not in (True, False, "auto"):
+        raise RecipeError(f"schedule.train_bn must be True, False or 'auto'. Received: schedule.train_bn={config.train_bn!r}")
+    # "auto" assumes pretrained statistics here; the Trainer resolves it from the backbone.
+    common = dict(train_bn=config.train_bn is True, early_stopping=config.early_stopping)
     backbone = dict(common, shape=config.shape, warmup=config.warmup, decay=config.decay)
     head = Stage("head", config.head_epochs, (HEAD,), config.lr, shape=config.head_shape, **common)
     if config.kind == "two_phase":

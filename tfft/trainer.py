@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfft import evaluation
+from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.checkpoints import StageCheckpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
@@ -226,7 +227,7 @@ class Trainer:
                 if layer is not self.backbone.model and not isinstance(layer, keras.layers.InputLayer)
             ]
             self.groups = backbone_groups + [LayerGroup(HEAD, head_layers)]
-            self.stages = build_stages(self.recipe.schedule, self.group_names)
+            self.stages = build_stages(self._resolved_schedule(), self.group_names)
             self.steps_per_epoch = _steps(self.datasets.train, self.datasets.num_train, self.recipe.data.batch_size)
             self.optimizer = self.build_optimizer()
             # Build over every variable any stage will train, once, so that unfreezing a
@@ -236,6 +237,12 @@ class Trainer:
             if policy == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self._built = True
+
+    def _resolved_schedule(self):
+        schedule = self.recipe.schedule
+        if schedule.train_bn == "auto":
+            return dataclasses.replace(schedule, train_bn=not self.backbone.pretrained)
+        return schedule
 
     @property
     def group_names(self):
@@ -340,6 +347,11 @@ class Trainer:
             verbose=self.verbose,
         )
         logs = {k: float(v[-1]) for k, v in fit.history.items()} if fit.history else {}
+        if stage.train_bn and self.recipe.schedule.precise_bn:
+            count = recompute_batchnorm_statistics(self.model, self.datasets.train, self.recipe.schedule.precise_bn)
+            if count and self.verbose:
+                print(f"recomputed the statistics of {count} BatchNorm layers over "
+                      f"{self.recipe.schedule.precise_bn} training batches", flush=True)
         y_true, y_pred, _ = evaluation.predict_labels(self.model, self.datasets.validation)
         cm = evaluation.confusion_matrix(y_true, y_pred, self.num_classes)
         self.logger.log_confusion_matrix(cm, self.datasets.class_names, stage.name)

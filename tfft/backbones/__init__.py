@@ -28,6 +28,8 @@ class Backbone:
         rules: the family's `GroupRules`, or None to split the model by depth.
         family: the family name (`"resnet"`, `"efficientnet"`, `"custom"`).
         name: a display name (`"ResNet50"`).
+        pretrained: whether the weights come from pretraining (False for `weights=None`):
+            BatchNorm statistics are kept frozen by default only when they are pretrained.
 
     Example:
         >>> backbone = build_backbone("MobileNetV3Small", weights=None, input_size=96)
@@ -40,6 +42,7 @@ class Backbone:
     rules: Optional[GroupRules]
     family: str
     name: str
+    pretrained: bool = True
 
 
 # The builders import `Backbone` from this package, so they come after it.

@@ -417,4 +417,5 @@ def build_application(name, weights="imagenet", input_size=224, channels=3):
         rules=FAMILY_RULES[spec.family],
         family=spec.family,
         name=spec.name,
+        pretrained=weights is not None,
     )
