@@ -55,7 +55,7 @@ demo = {
     "backbone.input_size": 64,
     "data.synthetic_per_class": 150,
     "schedule.head_epochs": 1,
-    "schedule.epochs": 10,
+    "schedule.epochs": 14,
     "schedule.unfreeze": 0,
     "schedule.finetune_lr": 1e-3,
     "schedule.early_stopping": 0,

@@ -22,7 +22,7 @@ def test_statistics_become_the_plain_average_over_batches():
     images = rng.normal(3.0, 2.0, size=(24, 6, 6, 3)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(24, "int32"))).batch(8)
 
-    assert recompute_batchnorm_statistics(model, dataset, batches=3) == 1
+    assert recompute_batchnorm_statistics(model, dataset, batches=3) == (1, 3)
 
     outputs = [features(images[i : i + 8]).numpy().reshape(-1, 4) for i in range(0, 24, 8)]
     bn = model.get_layer("bn")
@@ -39,6 +39,6 @@ def test_nested_layers_are_found_and_nothing_else_moves():
     assert sorted(layer.name for layer in batchnorm_layers(outer)) == ["bn", "frozen_bn"]
     kernels = [v.numpy().copy() for v in outer.weights if "kernel" in v.path or "gamma" in v.path]
     dataset = tf.data.Dataset.from_tensor_slices((np.ones((8, 6, 6, 3), "float32"), np.zeros(8, "int32"))).batch(4)
-    assert recompute_batchnorm_statistics(outer, dataset, batches=5) == 2
+    assert recompute_batchnorm_statistics(outer, dataset, batches=5) == (2, 2)
     for before, after in zip(kernels, [v for v in outer.weights if "kernel" in v.path or "gamma" in v.path]):
         np.testing.assert_array_equal(before, after.numpy())

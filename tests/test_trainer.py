@@ -196,3 +196,43 @@ def test_random_backbone_trains_batchnorm_and_recomputes_its_statistics(data_dir
     means = [i for i, v in enumerate(conv4.variables) if "moving_mean" in v.path]
     assert all(not np.array_equal(trainer.begin[1][0]["conv4"][i], trainer.end[1][0]["conv4"][i]) for i in means)
     assert TinyTrainer(_recipe(data_dir), verbose=0).plan()[1].stage.train_bn is False  # pretrained: frozen
+
+
+class CountEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+class NewHead(TinyTrainer):
+    """A subclass used from Python: its own head and an extra callback."""
+
+    def build_head(self, features):
+        x = keras.layers.Flatten(name="flat")(features)
+        return keras.layers.Dense(self.num_classes, name="logits")(x)
+
+    def build_callbacks(self, stage, index):
+        self.counter = getattr(self, "counter", CountEpochs())
+        return [self.counter]
+
+
+def test_subclass_from_python_changes_the_head_and_adds_a_callback(data_dir, tmp_path):
+    trainer = NewHead(_recipe(data_dir), out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.run()
+    assert [layer.name for layer in trainer.groups[-1].layers] == ["flat", "logits"]
+    assert trainer.counter.epochs == [0, 1]
+    assert trainer.plan()[0].trainable_params == 4 * 4 * 32 * 3 + 3
+
+
+def test_early_stopping_ends_a_stage_and_the_next_starts_as_planned(data_dir, tmp_path):
+    # Nothing moves (every multiplier 0), so the validation loss never improves.
+    still = {"head": 0.0}
+    stages = [dict(name="still", epochs=4, train="head", lr=0.01, multipliers=still, early_stopping=1),
+              dict(name="next", epochs=1, train="head", lr=0.01)]
+    trainer = TinyTrainer(_recipe(data_dir, "schedule.kind='custom'", f"schedule.stages={stages!r}"),
+                          out_dir=str(tmp_path / "run"), verbose=0)
+    metrics = trainer.run()
+    assert [(s["name"], s["epochs_run"], s["epochs"]) for s in metrics["stages"]] == [("still", 2, [0, 4]), ("next", 1, [4, 5])]

@@ -34,16 +34,18 @@ def recompute_batchnorm_statistics(model, dataset, batches=20):
         batches: how many batches to average over.
 
     Returns:
-        The number of BatchNorm layers whose statistics were recomputed.
+        `(layers, batches)`: how many BatchNorm layers were recomputed over how many batches
+        (fewer than asked when the dataset is shorter).
 
     Example:
         >>> recompute_batchnorm_statistics(model, datasets.train, batches=20)
-        53
+        (53, 15)
     """
     layers = [layer for layer in batchnorm_layers(model) if layer.trainable]
     if not layers or batches < 1:
-        return 0
+        return 0, 0
     momenta = [layer.momentum for layer in layers]
+    step = -1
     try:
         for step, element in enumerate(dataset.take(batches)):
             # With momentum k/(k+1) the k-th update makes the moving value the plain mean
@@ -54,4 +56,4 @@ def recompute_batchnorm_statistics(model, dataset, batches=20):
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-    return len(layers)
+    return len(layers), step + 1

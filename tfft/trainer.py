@@ -348,10 +348,9 @@ class Trainer:
         )
         logs = {k: float(v[-1]) for k, v in fit.history.items()} if fit.history else {}
         if stage.train_bn and self.recipe.schedule.precise_bn:
-            count = recompute_batchnorm_statistics(self.model, self.datasets.train, self.recipe.schedule.precise_bn)
-            if count and self.verbose:
-                print(f"recomputed the statistics of {count} BatchNorm layers over "
-                      f"{self.recipe.schedule.precise_bn} training batches", flush=True)
+            layers, batches = recompute_batchnorm_statistics(self.model, self.datasets.train, self.recipe.schedule.precise_bn)
+            if layers and self.verbose:
+                print(f"recomputed the statistics of {layers} BatchNorm layers over {batches} training batches", flush=True)
         y_true, y_pred, _ = evaluation.predict_labels(self.model, self.datasets.validation)
         cm = evaluation.confusion_matrix(y_true, y_pred, self.num_classes)
         self.logger.log_confusion_matrix(cm, self.datasets.class_names, stage.name)
