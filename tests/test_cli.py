@@ -146,3 +146,6 @@ def test_run_a_keras_file_backbone_and_refuse_a_used_run_directory(tmp_path, dat
     (out / "notes.txt").write_text("mine")
     _one_line_error(_invoke("run", recipe, "--out", out), "already holds files", "--overwrite")
     assert os.listdir(out) == ["notes.txt"]
+    # --overwrite replaces the old run only once the new one has passed every check.
+    _one_line_error(_invoke("run", recipe, "--out", out, "--overwrite", "--set", f"data.path={tmp_path / 'nowhere'}"), "nowhere")
+    assert os.listdir(out) == ["notes.txt"]

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -108,6 +110,10 @@ def test_run_directory_holds_results(two_phase_run):
     with open(os.path.join(out, "checkpoints", "last", "state.json")) as f:
         state = json.load(f)
     assert state["stage_name"] == "finetune" and state["stage_index"] == 1 and state["epoch"] == 2
+    # The model loads with plain Keras: no tfft objects, no optimizer inside.
+    script = f"import keras; m = keras.models.load_model({os.path.join(out, 'model.keras')!r}); print(getattr(m, 'optimizer', None))"
+    check = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == "None", check.stderr[-500:]
     loaded = keras.models.load_model(os.path.join(out, "model.keras"))
     x = np.zeros((2, 32, 32, 3), "float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trainer.model.predict(x, verbose=0), atol=1e-5)

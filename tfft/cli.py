@@ -93,12 +93,10 @@ def run(recipe_path, overrides, out_dir, overwrite, demo):
 def plan(recipe_path, overrides, demo):
     """Print each stage of RECIPE: groups, whether they train, parameters, learning rates."""
     recipe = _load(recipe_path, overrides, demo)
-    # The plan needs the architecture, not the weights, and must not read every image.
-    recipe.backbone.weights = None
-    recipe.data.verify = False
     from tfft.trainer import Trainer
 
-    trainer = (recipe.trainer or Trainer)(recipe, verbose=0)
+    # A dry run: the architecture without its weights, the data listed but not decoded.
+    trainer = (recipe.trainer or Trainer)(recipe, verbose=0, dry_run=True)
     plans = trainer.plan()
     click.echo(
         f"{recipe.backbone.name}: {len(trainer.group_names)} layer groups, {trainer.num_classes} classes, "

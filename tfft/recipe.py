@@ -129,10 +129,10 @@ class RuntimeConfig:
 
     Args:
         strategy: `"auto"` (mirrored over the visible GPUs, else one device), `"mirrored"`,
-            `"one_device"` or `"default"`.
+            `"one_device"`, `"tpu"` or `"default"`.
         devices: devices for `"mirrored"` / `"one_device"`, e.g. `["/cpu:0", "/cpu:1"]`.
         mixed_precision: `"auto"` (on with a GPU), True (`mixed_float16`), False,
-            or a Keras policy name such as `"mixed_bfloat16"`.
+            `"mixed_float16"`, `"mixed_bfloat16"` or `"float32"`.
         jit_compile: passed to `Model.compile`; `"auto"` lets Keras decide (XLA is slower
             for conv nets on CPU).
         seed: global seed of Keras, TensorFlow and NumPy.
@@ -151,7 +151,7 @@ class OutputConfig:
 
     Args:
         dir: run directory; `tfft run --out` overrides it. Default: `runs/<recipe name>`.
-        log_every: steps between training-loss points in TensorBoard.
+        log_every: steps between training-loss points in TensorBoard (at least 1).
     """
 
     dir: Optional[str] = None

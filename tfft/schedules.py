@@ -51,7 +51,7 @@ class Stage:
         multipliers: `{group: factor}` applied on top of `decay`; 0 holds a group still.
         train_bn: train BatchNorm layers of trained groups (default: keep them frozen).
         early_stopping: stop the stage after this many epochs without a better
-            validation loss; 0 turns it off.
+            `train.monitor` (default the validation loss); 0 turns it off.
 
     Example:
         >>> Stage("finetune", epochs=3, train=("head", "top:2"), lr=1e-4,

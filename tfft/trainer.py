@@ -71,8 +71,11 @@ class Trainer:
     Args:
         recipe: a `tfft.Recipe` (default: every default value).
         out_dir: run directory; default `recipe.output.dir`, else `runs/<recipe name>`.
-        overwrite: allow a run directory that already holds files.
+        overwrite: replace a run directory that already holds files.
         verbose: Keras `fit` verbosity (2: one line per epoch).
+        dry_run: build the architecture without loading pretrained weights and without
+            decoding every image (what `plan` needs); the BatchNorm policy still follows
+            the recipe's weights.
 
     Example:
         >>> recipe = tfft.load_recipe("recipes/tumor_resnet.py", demo=True)
@@ -80,8 +83,9 @@ class Trainer:
         >>> result["accuracy"]
     """
 
-    def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2):
+    def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2, dry_run=False):
         self.recipe = recipe or Recipe()
+        self.dry_run = dry_run
         self.out_dir = out_dir or self.recipe.output.dir or _default_run_dir(self.recipe)
         self.overwrite = overwrite
         self.verbose = verbose
@@ -110,7 +114,11 @@ class Trainer:
         from tfft.backbones import build_backbone  # keeps `import tfft` light
 
         config = self.recipe.backbone
-        return build_backbone(config.name, weights=config.weights, input_size=config.input_size, family=config.family)
+        weights = None if self.dry_run else config.weights
+        backbone = build_backbone(config.name, weights=weights, input_size=config.input_size, family=config.family)
+        if self.dry_run:
+            backbone.pretrained = backbone.pretrained or config.weights is not None
+        return backbone
 
     def build_datasets(self):
         """Return a `tfft.data.Datasets` for `data.kind`.
@@ -135,9 +143,9 @@ class Trainer:
             seed=config.seed,
             augment=config.augment,
             preprocess=self.backbone.preprocess,
-            cache=config.cache,
+            cache=_expand(config.cache),
             class_weights=config.class_weights,
-            verify=config.verify,
+            verify=config.verify and not self.dry_run,
         )
 
     def build_head(self, features):
@@ -275,26 +283,30 @@ class Trainer:
 
     def run(self):
         """Run every stage, evaluate and save. Returns the metrics written to `metrics.json`."""
-        self._prepare_out_dir()
+        self._check_out_dir()
         self.setup()
+        logger = TensorBoardLogger(
+            os.path.join(self.out_dir, "tensorboard"),
+            update_freq=self.recipe.output.log_every,
+            group_learning_rates=self._group_learning_rates,
+        )
+        # Only now that everything is validated is an earlier run replaced.
+        if self.overwrite and os.path.isdir(self.out_dir):
+            shutil.rmtree(self.out_dir)
         os.makedirs(self.out_dir, exist_ok=True)
         if self.verbose:
             print(f"run directory: {self.out_dir}\nwatch it with: tensorboard --logdir "
                   f"{os.path.join(self.out_dir, 'tensorboard')}", flush=True)
         self._write_recipe()
-        self.logger = TensorBoardLogger(
-            os.path.join(self.out_dir, "tensorboard"),
-            update_freq=self.recipe.output.log_every,
-            group_learning_rates=self._group_learning_rates,
-        )
+        self.logger = logger
         self.logger.set_model(self.model)
         step = int(np.asarray(self.optimizer.iterations))  # the model is not compiled yet
         self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```", step=step)
-        self.logger.log_hparams(self.recipe.to_dict(), metrics=["validation/epoch_loss", "validation/epoch_accuracy"])
+        self.logger.log_hparams(self.recipe.to_dict(), metrics=["val_loss", "val_accuracy", "loss", "accuracy"])
         self.checkpoint = StageCheckpoint(
             os.path.join(self.out_dir, "checkpoints"),
             monitor=self.recipe.train.monitor,
-            mode="min" if "loss" in self.recipe.train.monitor else "max",
+            mode=self._monitor_mode,
             state_fn=lambda: dict(self._stage_state),
         )
         history = []
@@ -334,7 +346,8 @@ class Trainer:
         self.on_stage_begin(stage, index)
         callbacks = [self.logger, self.checkpoint]
         if stage.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor=self.recipe.train.monitor, patience=stage.early_stopping))
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
         callbacks += self.build_callbacks(stage, index)
         fit = self.model.fit(
             self.datasets.train,
@@ -367,11 +380,17 @@ class Trainer:
         return report
 
     def _save_model(self):
-        # Save under a temporary name and rename, so `model.keras` is always a whole model.
+        # An uncompiled twin sharing the weights: `model.keras` then holds no optimizer state
+        # (three times the weights for Adam) and loads with plain Keras, no tfft import.
+        # Saved under a temporary name and renamed, so `model.keras` is always whole.
         final = os.path.join(self.out_dir, "model.keras")
         partial = os.path.join(self.out_dir, "model.partial.keras")
-        self.model.save(partial)
+        keras.Model(self.model.inputs, self.model.outputs, name=self.model.name).save(partial)
         os.replace(partial, final)
+
+    @property
+    def _monitor_mode(self):
+        return "min" if "loss" in self.recipe.train.monitor else "max"
 
     def _group_learning_rates(self):
         lr = float(keras.ops.convert_to_numpy(self.group_optimizer.learning_rate))
@@ -386,14 +405,12 @@ class Trainer:
             rows.append(f"| {g.name} | {'yes' if g.name in trained else 'no'} | {g.num_trainable_params:,} | {factors[g.name]:.4g} |")
         return f"**{stage.name}**: {stage.epochs} epochs, lr {stage.lr:g} ({stage.shape})\n\n" + "\n".join(rows)
 
-    def _prepare_out_dir(self):
+    def _check_out_dir(self):
         if os.path.isdir(self.out_dir) and os.listdir(self.out_dir) and not self.overwrite:
             raise TfftError(
                 f"Run directory {self.out_dir} already holds files: pass --out to another directory "
                 "or --overwrite to replace them."
             )
-        if os.path.isdir(self.out_dir) and self.overwrite:
-            shutil.rmtree(self.out_dir)
 
     def _write_recipe(self):
         evaluation.write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
@@ -402,7 +419,9 @@ class Trainer:
 
     def _synthetic_data(self):
         config = self.recipe.data
-        if config.synthetic != "mri":
+        if config.synthetic not in (None, "mri"):
+            raise DataError(f"Unknown synthetic data set: the built-in one is 'mri'. Received: data.synthetic={config.synthetic!r}")
+        if config.synthetic is None:
             raise DataError(
                 "data.path is not set: give a class-per-folder tree with --set data.path=DIR "
                 "(or data.manifest=FILE.csv). Received: data.path=None"

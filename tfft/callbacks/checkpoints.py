@@ -70,7 +70,7 @@ def save_checkpoint(directory, model, optimizer, state):
 
     Example:
         >>> save_checkpoint("runs/mri/checkpoints/last", model, model.optimizer,
-        ...                 {"stage_index": 1, "stage": "unfreeze_top", "epoch": 4})
+        ...                 {"stage_index": 1, "stage_name": "unfreeze_top", "epoch": 4})
     """
     directory = os.path.abspath(os.fspath(directory))
     parent = os.path.dirname(directory)
