@@ -368,7 +368,10 @@ class Trainer:
         cm = evaluation.confusion_matrix(y_true, y_pred, self.num_classes)
         self.logger.log_confusion_matrix(cm, self.datasets.class_names, stage.name)
         self.on_stage_end(stage, index, logs)
-        return dict(name=stage.name, epochs=list(bounds), epochs_run=len(fit.epoch), trainable_params=trainable, **logs)
+        # Keras's `val_*` logs come from before any BatchNorm recomputation; this is after.
+        end_accuracy = float(np.mean(y_true == y_pred))
+        return dict(name=stage.name, epochs=list(bounds), epochs_run=len(fit.epoch), trainable_params=trainable,
+                    stage_end_accuracy=end_accuracy, **logs)
 
     def _evaluate(self, history):
         y_true, y_pred, _ = evaluation.predict_labels(self.model, self.datasets.validation)
