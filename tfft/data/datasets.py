@@ -19,6 +19,8 @@ class Datasets:
         num_validation: number of validation examples.
         validation_examples: optional unbatched dataset of raw validation examples (for
             dashboards that show what was misclassified), in the same order as `validation`.
+        multi_label: labels are multi-hot float vectors `[num_classes]` (any number of
+            classes per example) instead of one int class index.
 
     Example:
         >>> ds = Datasets(train, val, ["cat", "dog"], None, 80, 20)
@@ -33,6 +35,7 @@ class Datasets:
     num_train: int
     num_validation: int
     validation_examples: Optional[tf.data.Dataset] = None
+    multi_label: bool = False
 
     @property
     def num_classes(self):
