@@ -119,6 +119,11 @@ def test_run_directory_holds_results(two_phase_run):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trainer.model.predict(x, verbose=0), atol=1e-5)
 
 
+def trainer_metrics_accuracy(trainer):
+    with open(os.path.join(trainer.out_dir, "metrics.json")) as f:
+        return json.load(f)["stages"][-1]["stage_end_accuracy"]
+
+
 def test_tensorboard_has_one_step_axis_across_stages(two_phase_run):
     from tensorboard.backend.event_processing import event_accumulator as ea
 
@@ -133,6 +138,8 @@ def test_tensorboard_has_one_step_axis_across_stages(two_phase_run):
     assert "stage/trainable_params" in tags and "learning_rate" in tags
     validation = ea.EventAccumulator(os.path.join(trainer.out_dir, "tensorboard", "validation"), size_guidance={ea.TENSORS: 0})
     validation.Reload()
+    if trainer_metrics_accuracy(trainer) < 1.0:
+        assert "misclassified/finetune/images" in validation.Tags()["tensors"] and "misclassified/finetune" in validation.Tags()["tensors"]
     assert {"confusion_matrix/head", "confusion_matrix/finetune", "epoch_loss"} <= set(validation.Tags()["tensors"]) or \
         {"confusion_matrix/head", "confusion_matrix/finetune", "loss"} <= set(validation.Tags()["tensors"])
 

@@ -49,7 +49,7 @@ def _load(recipe_path, overrides, demo):
     from tfft.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, overrides=overrides, demo=demo)
-    if demo and recipe.backbone.weights == "imagenet":
+    if demo and recipe.data.kind == "image" and recipe.backbone.weights in ("imagenet", "pretrained"):
         from tfft.backbones import imagenet_weights_available
 
         if not imagenet_weights_available(recipe.backbone.name):

@@ -73,6 +73,12 @@ def _safe_divide(numerator, denominator):
     return float(numerator) / float(denominator) if denominator else 0.0
 
 
+def _divide(numerator, denominator):
+    """Element-wise division with 0 where the denominator is 0."""
+    numerator, denominator = np.asarray(numerator, "float64"), np.asarray(denominator, "float64")
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
 def classification_report(y_true, y_pred, class_names):
     """Accuracy, per-class and macro precision, recall and F1 as a JSON-ready dict.
 
@@ -128,6 +134,37 @@ def classification_report(y_true, y_pred, class_names):
     }
 
 
+def predict_outputs(model, dataset):
+    """Run a model once over a batched `(x, y)` dataset; return `(labels, outputs)` arrays.
+
+    Labels come back as the dataset holds them (`[n]` indices or `[n, k]` multi-hot);
+    a third element of the dataset (sample weights) is ignored.
+
+    Example:
+        >>> labels, logits = predict_outputs(model, datasets.validation)
+    """
+    label_batches = []
+    for element in dataset:
+        if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
+            raise TfftError(
+                "`dataset` must yield `(x, y)` or `(x, y, sample_weight)` batches. "
+                f"Received: an element of type {type(element).__name__}"
+            )
+        label_batches.append(np.asarray(element[1]))
+    if not label_batches:
+        raise TfftError("`dataset` yielded no batches; cannot predict on an empty dataset.")
+    # `predict`, not `predict_on_batch` per batch: under MirroredStrategy the latter returns
+    # every replica's outputs for the whole batch (twice as many rows on two replicas).
+    outputs = np.asarray(model.predict(dataset, verbose=0))
+    if outputs.ndim != 2 or outputs.shape[1] < 2:
+        raise TfftError(
+            "The model must output one score per class, shape [batch, num_classes] "
+            "with num_classes >= 2 (use a `Dense(num_classes)` head). "
+            f"Received: output shape {outputs.shape}"
+        )
+    return np.concatenate(label_batches, axis=0), outputs
+
+
 def predict_labels(model, dataset):
     """Runs a classifier once over a batched dataset and collects labels and logits.
 
@@ -149,31 +186,56 @@ def predict_labels(model, dataset):
         >>> y_true, y_pred, logits = predict_labels(model, datasets.validation)
         >>> report = classification_report(y_true, y_pred, datasets.class_names)
     """
-    true_batches = []
-    for element in dataset:
-        if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
-            raise TfftError(
-                "`dataset` must yield `(x, y)` or `(x, y, sample_weight)` batches. "
-                f"Received: an element of type {type(element).__name__}"
-            )
-        true_batches.append(np.asarray(element[1]))
-    if not true_batches:
-        raise TfftError("`dataset` yielded no batches; cannot predict on an empty dataset.")
-    # `predict`, not `predict_on_batch` per batch: under MirroredStrategy the latter returns
-    # every replica's outputs for the whole batch (twice as many rows on two replicas).
-    logits = np.asarray(model.predict(dataset, verbose=0))
-    if logits.ndim != 2 or logits.shape[1] < 2:
-        raise TfftError(
-            "The model must output one score per class, shape [batch, num_classes] "
-            "with num_classes >= 2 (use a `Dense(num_classes)` head). "
-            f"Received: output shape {logits.shape}"
-        )
-    y = np.concatenate(true_batches, axis=0)
+    y, logits = predict_outputs(model, dataset)
     if y.ndim == 2 and y.shape[1] == logits.shape[1] and y.shape[1] > 1:
         y = np.argmax(y, axis=-1)
     y_true = _as_label_vector(y, "y")
     y_pred = np.argmax(logits, axis=-1).astype(np.int64)
     return y_true, y_pred, logits
+
+
+def multilabel_report(y_true, logits, class_names, threshold=0.5):
+    """Report for multi-label predictions: a class is predicted when its sigmoid > threshold.
+
+    Args:
+        y_true: multi-hot `[n, num_classes]`.
+        logits: model outputs `[n, num_classes]`.
+        class_names: names of the classes.
+        threshold: probability above which a class counts as predicted.
+
+    Returns:
+        A dict with `accuracy` (exact-match ratio), `macro_precision`, `macro_recall`,
+        `macro_f1`, `micro_f1`, `num_examples`, `per_class` and `class_names`; plain types.
+
+    Example:
+        >>> multilabel_report([[1, 0], [1, 1]], [[3.0, -2.0], [1.0, -1.0]], ["a", "b"])["accuracy"]
+        0.5
+    """
+    truth = np.asarray(y_true) > 0.5
+    predicted = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype="float64"))) > threshold
+    if truth.shape != predicted.shape or truth.shape[1] != len(class_names):
+        raise TfftError(f"Labels {truth.shape}, outputs {predicted.shape} and {len(class_names)} class names disagree.")
+    tp = np.sum(truth & predicted, axis=0)
+    fp = np.sum(~truth & predicted, axis=0)
+    fn = np.sum(truth & ~predicted, axis=0)
+    precision = _divide(tp, tp + fp)
+    recall = _divide(tp, tp + fn)
+    f1 = _divide(2 * precision * recall, precision + recall)
+    micro = _safe_divide(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum())
+    return {
+        "accuracy": float(np.mean(np.all(truth == predicted, axis=1))),
+        "macro_precision": float(np.mean(precision)),
+        "macro_recall": float(np.mean(recall)),
+        "macro_f1": float(np.mean(f1)),
+        "micro_f1": float(micro),
+        "num_examples": int(truth.shape[0]),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, truth.sum(axis=0))
+        },
+        "class_names": list(class_names),
+        "threshold": threshold,
+    }
 
 
 def confusion_matrix_figure(cm, class_names, title="Confusion matrix"):

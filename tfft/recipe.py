@@ -35,8 +35,11 @@ class BackboneConfig:
     """The `backbone` section.
 
     Args:
-        name: a Keras application (`"ResNet50"`, `"EfficientNetB0"`, ...) or a `.keras` file.
-        weights: `"imagenet"`, a weights file, or None for random initialisation.
+        name: a Keras application (`"ResNet50"`, `"EfficientNetB0"`, ...), a `.keras` file,
+            or for text a keras-hub encoder: `"minilm-l6"`, a keras-hub or Hugging Face
+            model directory, a `kaggle://` / `hf://` handle, a keras-hub preset name.
+        weights: `"pretrained"` (ImageNet for applications, the preset's for encoders),
+            `"imagenet"`, a weights file, or None for random initialisation.
         input_size: image height and width fed to the backbone.
         family: layer-group rules to use for a `.keras` backbone (`"resnet"`, ...).
         groups: your own layer groups, `{name: regex}` bottom to top; overrides the family.
@@ -44,7 +47,7 @@ class BackboneConfig:
     """
 
     name: str = "ResNet50"
-    weights: Optional[str] = "imagenet"
+    weights: Optional[str] = "pretrained"
     input_size: int = 224
     family: Optional[str] = None
     groups: dict = dataclasses.field(default_factory=dict)
@@ -56,10 +59,14 @@ class DataConfig:
     """The `data` section.
 
     Args:
-        kind: the modality: `"image"`.
-        path: a class-per-folder tree.
-        manifest: a CSV file with `path,label` columns (instead of `path`).
-        validation_path: a class-per-folder tree used as the validation split.
+        kind: the modality: `"image"` or `"text"`.
+        path: a class-per-folder tree (images; `.txt` files for text).
+        manifest: a CSV file: `path,label` columns for images; for text, the columns
+            `text_column` and `label_column`.
+        jsonl: text only: a JSON-lines file with the keys `text_column` and `label_column`.
+        tfds: text only: a TensorFlow Datasets name (`"imdb_reviews"`), split by `tfds_split`.
+        validation_path: the validation split, of the same kind as the source (a folder
+            tree, a CSV or JSON-lines file).
         validation_split: fraction held out for validation when there is no
             `validation_path` (stratified, seeded).
         image_size: images are resized to this; defaults to `backbone.input_size`.
@@ -73,11 +80,21 @@ class DataConfig:
         synthetic_per_class: images per class of the synthetic set.
         seed: seed of the split, shuffling and augmentation.
         verify: decode every image once before training to name any corrupt file.
+        text_column: text only: column or key holding the text.
+        label_column: text only: column or key holding the label(s).
+        multi_label: text only: any number of labels per example (a JSON list, or a string
+            split by `label_delimiter`); trained with a sigmoid per class.
+        label_delimiter: text only: separator of labels in one string, e.g. `"|"`.
+        sequence_length: text only: tokens per text after padding or truncation.
+        tfds_split: text only: `[train_split, validation_split]` of a TFDS data set; a
+            validation split of None splits the training split.
     """
 
     kind: str = "image"
     path: Optional[str] = None
     manifest: Optional[str] = None
+    jsonl: Optional[str] = None
+    tfds: Optional[str] = None
     validation_path: Optional[str] = None
     validation_split: float = 0.2
     image_size: Optional[int] = None
@@ -89,6 +106,12 @@ class DataConfig:
     synthetic_per_class: int = 150
     seed: int = 0
     verify: bool = True
+    text_column: str = "text"
+    label_column: str = "label"
+    multi_label: bool = False
+    label_delimiter: Optional[str] = None
+    sequence_length: int = 128
+    tfds_split: list = dataclasses.field(default_factory=lambda: ["train", "test"])
 
 
 @dataclasses.dataclass
@@ -96,7 +119,8 @@ class HeadConfig:
     """The `head` section: what sits on the backbone's features.
 
     Args:
-        pooling: `"avg"` or `"max"` over the spatial axes of 4D features.
+        pooling: images: `"avg"` or `"max"` over the spatial axes; text: `"avg"` (mean of
+            the token vectors under the padding mask) or `"cls"` (the encoder's pooler).
         dropout: dropout rate before the classifier.
         hidden: units of an extra dense ReLU layer; 0 for none.
     """

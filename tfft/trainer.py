@@ -33,8 +33,9 @@ from tfft import evaluation
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.checkpoints import StageCheckpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
+from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
-from tfft.errors import DataError, TfftError
+from tfft.errors import TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
 from tfft.optimizers import make_optimizer
 from tfft.recipe import Recipe
@@ -115,7 +116,15 @@ class Trainer:
 
         config = self.recipe.backbone
         weights = None if self.dry_run else config.weights
-        backbone = build_backbone(config.name, weights=weights, input_size=config.input_size, family=config.family)
+        backbone = build_backbone(
+            config.name,
+            weights=weights,
+            input_size=config.input_size,
+            family=config.family,
+            modality=self.recipe.data.kind,
+            sequence_length=self.recipe.data.sequence_length,
+            pooling=self.recipe.head.pooling,
+        )
         if self.dry_run:
             backbone.pretrained = backbone.pretrained or config.weights is not None
         return backbone
@@ -125,27 +134,8 @@ class Trainer:
 
         `self.backbone` is built already: its preprocessing and input size are used.
         """
-        config = self.recipe.data
-        if config.kind != "image":
-            raise DataError(f"Unknown data kind. Expected 'image'. Received: data.kind={config.kind!r}")
-        from tfft.data.image import image_datasets
-
-        path = config.path
-        if path is None and config.manifest is None:
-            path = self._synthetic_data()
-        return image_datasets(
-            path=_expand(path),
-            manifest=_expand(config.manifest),
-            validation_path=_expand(config.validation_path),
-            validation_split=config.validation_split,
-            image_size=config.image_size or self.recipe.backbone.input_size,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            augment=config.augment,
-            preprocess=self.backbone.preprocess,
-            cache=_expand(config.cache),
-            class_weights=config.class_weights,
-            verify=config.verify and not self.dry_run,
+        return datasets_from_recipe(
+            self.recipe.data, self.backbone, self.recipe.backbone.input_size, dry_run=self.dry_run, verbose=self.verbose
         )
 
     def build_head(self, features):
@@ -169,7 +159,11 @@ class Trainer:
 
     def build_model(self, backbone_model):
         """Return the whole classifier: the backbone, nested, followed by `build_head`."""
-        inputs = keras.Input(backbone_model.input_shape[1:], name="inputs")
+        spec = backbone_model.input
+        if isinstance(spec, dict):  # a text encoder: token_ids, padding_mask, ...
+            inputs = {name: keras.Input(t.shape[1:], dtype=t.dtype, name=name) for name, t in spec.items()}
+        else:
+            inputs = keras.Input(spec.shape[1:], dtype=spec.dtype, name="inputs")
         outputs = self.build_head(backbone_model(inputs))
         return keras.Model(inputs, outputs, name="tfft_classifier")
 
@@ -184,14 +178,19 @@ class Trainer:
         return make_optimizer(config.optimizer, self.stages[0].lr, weight_decay=config.weight_decay)
 
     def build_loss(self):
-        """Return the loss (default: sparse categorical cross-entropy on logits)."""
+        """Return the loss: cross-entropy on logits (a sigmoid per class when multi-label)."""
         smoothing = self.recipe.train.label_smoothing
+        if self.datasets.multi_label:
+            return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=smoothing)
         if smoothing:
             return _SmoothedSparseCrossentropy(self.num_classes, smoothing)
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def build_metrics(self):
         """Return the metrics compiled with the model."""
+        if self.datasets.multi_label:
+            # On logits, threshold 0 is probability 0.5.
+            return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def build_callbacks(self, stage, index):
@@ -364,18 +363,60 @@ class Trainer:
             layers, batches = recompute_batchnorm_statistics(self.model, self.datasets.train, self.recipe.schedule.precise_bn)
             if layers and self.verbose:
                 print(f"recomputed the statistics of {layers} BatchNorm layers over {batches} training batches", flush=True)
-        y_true, y_pred, _ = evaluation.predict_labels(self.model, self.datasets.validation)
-        cm = evaluation.confusion_matrix(y_true, y_pred, self.num_classes)
-        self.logger.log_confusion_matrix(cm, self.datasets.class_names, stage.name)
+        report, wrong = self._validation_report()
+        if "confusion_matrix" in report:
+            self.logger.log_confusion_matrix(np.array(report["confusion_matrix"]), self.datasets.class_names, stage.name)
+        self.log_misclassified(stage, wrong)
         self.on_stage_end(stage, index, logs)
         # Keras's `val_*` logs come from before any BatchNorm recomputation; this is after.
-        end_accuracy = float(np.mean(y_true == y_pred))
         return dict(name=stage.name, epochs=list(bounds), epochs_run=len(fit.epoch), trainable_params=trainable,
-                    stage_end_accuracy=end_accuracy, **logs)
+                    stage_end_accuracy=report["accuracy"], **logs)
+
+    def _validation_report(self):
+        """The validation report and the indices and labels of misclassified examples."""
+        labels, logits = evaluation.predict_outputs(self.model, self.datasets.validation)
+        names = self.datasets.class_names
+        if self.datasets.multi_label:
+            report = evaluation.multilabel_report(labels, logits, names)
+            truth, predicted = labels > 0.5, logits > 0.0
+            wrong = [(i, _names(names, truth[i]), _names(names, predicted[i]))
+                     for i in np.flatnonzero(np.any(truth != predicted, axis=1))]
+        else:
+            y_true, y_pred = labels.reshape(-1).astype("int64"), np.argmax(logits, axis=-1)
+            report = evaluation.classification_report(y_true, y_pred, names)
+            wrong = [(i, names[y_true[i]], names[y_pred[i]]) for i in np.flatnonzero(y_true != y_pred)]
+        return report, wrong
+
+    def log_misclassified(self, stage, wrong, limit=8):
+        """Show misclassified validation examples in TensorBoard at a stage's end.
+
+        Override to show them differently. Text goes in a table; images as images; audio
+        as clips beside their spectrograms.
+
+        Args:
+            stage: the `Stage` that ended.
+            wrong: `(index, true_label, predicted_label)` of every misclassified example,
+                in validation order.
+            limit: how many examples to show.
+        """
+        examples = self.datasets.validation_examples
+        if examples is None or not wrong:
+            return
+        wanted = {index: (truth, guess) for index, truth, guess in wrong[:limit]}
+        raw = [example for i, (example, _) in enumerate(examples.take(max(wanted) + 1)) if i in wanted]
+        rows = [f"| {i} | {truth} | {guess} |" for i, (truth, guess) in wanted.items()]
+        kind = self.recipe.data.kind
+        if kind == "text":
+            rows = [f"| {_cell(text)} | {truth} | {guess} |" for text, (truth, guess) in zip(raw, wanted.values())]
+            table = "| text | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
+            self.logger.log_examples(f"misclassified/{stage.name}", text=f"{len(wrong)} misclassified; the first {len(rows)}:\n\n" + table)
+        elif kind == "image":
+            images = np.stack([np.asarray(x, "float32") for x in raw]) / 255.0
+            table = "| example | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
+            self.logger.log_examples(f"misclassified/{stage.name}", images=np.clip(images, 0, 1), text=table)
 
     def _evaluate(self, history):
-        y_true, y_pred, _ = evaluation.predict_labels(self.model, self.datasets.validation)
-        report = evaluation.classification_report(y_true, y_pred, self.datasets.class_names)
+        report, _ = self._validation_report()
         report["split"] = "validation"
         report["stages"] = history
         report["best_checkpoint"] = {self.recipe.train.monitor: self.checkpoint.best_value}
@@ -420,36 +461,20 @@ class Trainer:
         if self.recipe.source and os.path.isfile(self.recipe.source):
             shutil.copyfile(self.recipe.source, os.path.join(self.out_dir, "recipe.py"))
 
-    def _synthetic_data(self):
-        config = self.recipe.data
-        if config.synthetic not in (None, "mri"):
-            raise DataError(f"Unknown synthetic data set: the built-in one is 'mri'. Received: data.synthetic={config.synthetic!r}")
-        if config.synthetic is None:
-            raise DataError(
-                "data.path is not set: give a class-per-folder tree with --set data.path=DIR "
-                "(or data.manifest=FILE.csv). Received: data.path=None"
-            )
-        from tfft.data.synthetic import make_synthetic_mri
 
-        size = max(64, config.image_size or self.recipe.backbone.input_size)
-        directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{config.synthetic_per_class}_seed{config.seed}")
-        if self.verbose:
-            print(f"data.path is not set: using the built-in synthetic MRI set in {directory}", flush=True)
-        return make_synthetic_mri(directory, per_class=config.synthetic_per_class, image_size=size, seed=config.seed)
+def _names(class_names, flags):
+    return ", ".join(name for name, flag in zip(class_names, flags) if flag) or "(none)"
 
 
-def cache_dir():
-    """Where tfft keeps generated data: `$TFFT_CACHE`, else `~/.cache/tfft`."""
-    return os.path.expanduser(os.environ.get("TFFT_CACHE", os.path.join("~", ".cache", "tfft")))
+def _cell(text):
+    text = text.numpy().decode("utf-8", "replace") if hasattr(text, "numpy") else str(text)
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _default_run_dir(recipe):
     name = os.path.splitext(os.path.basename(recipe.source))[0] if recipe.source else "run"
     return os.path.join("runs", name)
-
-
-def _expand(path):
-    return os.path.expanduser(path) if isinstance(path, str) else path
 
 
 def _steps(dataset, num_examples, batch_size):

@@ -62,16 +62,24 @@ def _is_file(name):
     )
 
 
-def build_backbone(name, weights="imagenet", input_size=224, family=None):
-    """Build a backbone from a Keras application name or a `.keras` file.
+def build_backbone(name, weights="pretrained", input_size=224, family=None, modality="image", sequence_length=128,
+                   pooling="avg"):
+    """Build a backbone: a Keras application, a `.keras` file or a keras-hub text encoder.
 
     Args:
-        name: an application name (`"resnet50"`, any case) or the path of a `.keras` file.
-        weights: for an application, `"imagenet"`, None or a weights file path; a `.keras`
-            file carries its own weights and ignores it.
+        name: an application name (`"resnet50"`, any case), the path of a `.keras` file, or
+            a text encoder: a short name (`"minilm-l6"`), a keras-hub / Hugging Face model
+            directory, a `kaggle://` / `hf://` handle or a keras-hub preset name.
+        weights: `"pretrained"` (ImageNet for an application, the preset's for an encoder),
+            `"imagenet"`, None, or for an application a weights file path; a `.keras` file
+            carries its own weights and ignores it.
         input_size: input height and width of an application; a `.keras` file keeps its own.
         family: the layer-group family of a `.keras` file built with application layer
             names (`"resnet"`); an application knows its family.
+        modality: `"image"` (applications) or `"text"` (keras-hub encoders); a `.keras`
+            file serves any.
+        sequence_length: tokens per text (text encoders only).
+        pooling: `"avg"` or `"cls"`: how a text encoder turns tokens into one vector.
 
     Returns:
         A `Backbone`.
@@ -84,6 +92,11 @@ def build_backbone(name, weights="imagenet", input_size=224, family=None):
     """
     if _is_file(name):
         return files.load_backbone_file(name, family=family)
+    if modality == "text":
+        from tfft.backbones import hub
+
+        return hub.build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling)
+    weights = "imagenet" if weights == "pretrained" else weights
     spec = applications.get_application(name)
     if family is not None and family != spec.family:
         raise BackboneError(

@@ -274,6 +274,30 @@ class TensorBoardLogger(keras.callbacks.Callback):
             tf.summary.text(tag, str(markdown))
         self.flush()
 
+    def log_examples(self, tag, images=None, audio=None, sample_rate=None, text=None, step=None):
+        """Writes validation examples (misclassified ones, say) to the `validation` run.
+
+        Args:
+            tag: summary tag, e.g. `"misclassified/finetune"`.
+            images: optional float array `[n, h, w, c]` in [0, 1] (images or spectrograms).
+            audio: optional float array `[n, samples]` in [-1, 1], with `sample_rate`.
+            text: optional markdown describing the examples (their true and predicted labels).
+            step: summary step; defaults to the optimizer's current step.
+
+        Example:
+            >>> logger.log_examples("misclassified/head", text="| text | true | predicted |...")
+        """
+        step = self._resolve_step(step)
+        with self._writer("validation").as_default(step=step):
+            if images is not None and len(images):
+                tf.summary.image(f"{tag}/images", np.asarray(images, "float32"), max_outputs=len(images))
+            if audio is not None and len(audio):
+                clips = np.asarray(audio, "float32")[..., np.newaxis]
+                tf.summary.audio(f"{tag}/audio", clips, sample_rate, max_outputs=len(clips))
+            if text:
+                tf.summary.text(tag, str(text))
+        self.flush()
+
     def log_hparams(self, hparams, metrics):
         """Records the run's hyperparameters for TensorBoard's hparams dashboard.
 

