@@ -110,17 +110,18 @@ def format_stage(stage_plan, count):
     """Format one `StagePlan` as a small table."""
     stage = stage_plan.stage
     start, end = stage_plan.epochs
+    width = max(14, *(len(row[0]) + 1 for row in stage_plan.groups))
     lines = [
         "",
         f"stage {stage_plan.index + 1}/{count} '{stage.name}': epochs {start + 1}-{end} ({stage.epochs}), "
         f"{stage_plan.steps} steps, lr {stage.lr:g} {stage.shape}"
         + (f" warmup {stage.warmup:g}" if stage.warmup else "")
         + (", BatchNorm trains" if stage.train_bn else ""),
-        f"  {'group':<14} {'trains':<7} {'trainable params':>17} {'lr':>10}",
+        f"  {'group':<{width}} {'trains':<7} {'trainable params':>17} {'lr':>10}",
     ]
     for name, trains, params, lr in stage_plan.groups:
-        lines.append(f"  {name:<14} {'yes' if trains else 'no':<7} {params:>17,} {(f'{lr:.3g}' if trains else '-'):>10}")
-    lines.append(f"  {'total':<14} {'':<7} {stage_plan.trainable_params:>17,}")
+        lines.append(f"  {name:<{width}} {'yes' if trains else 'no':<7} {params:>17,} {(f'{lr:.3g}' if trains else '-'):>10}")
+    lines.append(f"  {'total':<{width}} {'':<7} {stage_plan.trainable_params:>17,}")
     return "\n".join(lines)
 
 

@@ -453,7 +453,7 @@ def _normalize_example(spectrogram):
 
 
 def _dataset_statistics(waveforms, features, batch_size):
-    """Per-mel-band mean and standard deviation of the log-mel of `waveforms`."""
+    """Per-mel-band mean and (floored) standard deviation of the log-mel of `waveforms`."""
     total, total_sq, count = 0.0, 0.0, 0
     batches = waveforms.batch(batch_size).map(
         lambda x: features.log_mel(x), num_parallel_calls=tf.data.AUTOTUNE
@@ -465,10 +465,14 @@ def _dataset_statistics(waveforms, features, batch_size):
         count += values.shape[0]
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+    # A band that barely varies in training (empty above a low-pass cutoff, or digital
+    # silence) would otherwise blow up any augmentation or test clip that reaches it.
+    pooled = np.sqrt(np.mean(np.square(std)))
+    std = np.maximum(std, max(0.1 * pooled, 1e-6))
     shape = (1, 1, features.n_mels, 1)
     return (
         tf.constant(mean.reshape(shape), tf.float32),
-        tf.constant(np.maximum(std, 1e-6).reshape(shape), tf.float32),
+        tf.constant(std.reshape(shape), tf.float32),
     )
 
 

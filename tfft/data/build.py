@@ -30,14 +30,15 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
     if config.kind not in KINDS:
         raise DataError(f"Unknown data kind. Expected one of {list(KINDS)}. Received: data.kind={config.kind!r}")
     sources = [config.path, config.manifest] + ([config.jsonl, config.tfds] if config.kind == "text" else [])
-    path = config.path
-    manifest = config.manifest
+    path, manifest, validation_path = config.path, config.manifest, config.validation_path
     if all(source is None for source in sources):
         generated = _synthetic(config, input_size, verbose)
         if config.kind == "image":
             path = generated
         else:
-            manifest = generated
+            # The tickets' test split uses partly different phrasings: it is the validation.
+            manifest = os.path.join(generated, "tickets.csv")
+            validation_path = validation_path or os.path.join(generated, "tickets_test.csv")
     if config.kind == "image":
         from tfft.data.image import image_datasets
 
@@ -45,7 +46,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
         return image_datasets(
             path=expand(path),
             manifest=expand(manifest),
-            validation_path=expand(config.validation_path),
+            validation_path=expand(validation_path),
             validation_split=config.validation_split,
             image_size=config.image_size or input_size,
             batch_size=config.batch_size,
@@ -67,7 +68,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
         label_column=config.label_column,
         label_delimiter=config.label_delimiter,
         multi_label=config.multi_label,
-        validation_path=expand(config.validation_path),
+        validation_path=expand(validation_path),
         validation_split=config.validation_split,
         tfds_split=tuple(config.tfds_split),
         batch_size=config.batch_size,
@@ -101,13 +102,15 @@ def _synthetic(config, input_size, verbose):
 
         size = max(64, config.image_size or input_size)
         directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{config.synthetic_per_class}_seed{config.seed}")
-        generate = lambda: make_synthetic_mri(directory, per_class=config.synthetic_per_class, image_size=size, seed=config.seed)  # noqa: E731
-    else:
-        from tfft.data.synthetic_text import make_support_tickets
+        _say(verbose, expected, directory)
+        return make_synthetic_mri(directory, per_class=config.synthetic_per_class, image_size=size, seed=config.seed)
+    from tfft.data.synthetic_text import make_support_tickets
 
-        directory = os.path.join(cache_dir(), f"support_tickets_{config.synthetic_per_class}_seed{config.seed}")
-        generate = lambda: os.path.join(  # noqa: E731
-            make_support_tickets(directory, per_class=config.synthetic_per_class, seed=config.seed), "tickets.csv")
+    directory = os.path.join(cache_dir(), f"support_tickets_{config.synthetic_per_class}_seed{config.seed}")
+    _say(verbose, expected, directory)
+    return make_support_tickets(directory, per_class=config.synthetic_per_class, seed=config.seed)
+
+
+def _say(verbose, name, directory):
     if verbose:
-        print(f"no data given: using the built-in synthetic '{expected}' set in {directory}", flush=True)
-    return generate()
+        print(f"no data given: using the built-in synthetic '{name}' set in {directory}", flush=True)

@@ -342,9 +342,11 @@ _CONTEXT = [
     "I have the app and the website account.", "My subscription renews every month.",
 ]
 _LEADS = [
-    "I'm writing because {core}.", "Quick question: {core}", "Just so you know, {core}.",
-    "I have an issue: {core}.", "Hoping you can help, {core}.", "So, {core}.",
+    "I'm writing because {core}.", "Just so you know, {core}.", "Quick note: {core}.",
+    "So, {core}.", "Basically, {core}.", "Long story short, {core}.",
 ]
+# Requests and questions read badly after a lead-in such as "I'm writing because".
+_NO_LEAD = ("please", "cancel", "could", "can ", "how", "when", "where", "why", "do ")
 _CLOSINGS = [
     "This is really frustrating.", "I need this sorted today.", "It's quite urgent.",
     "Thanks in advance for your help.", "I'd appreciate a quick reply.",
@@ -438,11 +440,11 @@ def _ticket(label, split, rng):
     families = [_split_pool(family, split) for family in _CORE[label]]
     family = int(rng.integers(len(families)))
     core = _pick(rng, families[family])
-    if not core.endswith("?") and rng.random() < 0.3:
+    if not core.endswith("?") and not core.startswith(_NO_LEAD) and rng.random() < 0.3:
         # Statements start in lower case (or with "I" or a slot) so they fit a lead-in.
         core = _pick(rng, _LEADS).replace("{core}", core)
     core = _fill(core, rng)
-    parts = [_pick(rng, _GREETINGS)]
+    parts = []
     if rng.random() < 0.5:
         parts.append(_fill(_pick(rng, _CONTEXT), rng))
     parts.append(_sentence(core))
@@ -457,9 +459,11 @@ def _ticket(label, split, rng):
         parts.append(_pick(rng, _split_pool(_ASK[label], split)))
     if rng.random() < 0.35:
         parts.append(_pick(rng, _CLOSINGS))
+    # Email layout: the greeting, the body and the sign-off on lines of their own.
+    lines = [_pick(rng, _GREETINGS), " ".join(parts)]
     if rng.random() < 0.6:
-        parts.extend([_pick(rng, _SIGNOFFS), _pick(rng, _NAMES)])
-    text = " ".join(p for p in parts if p)
+        lines.extend([_pick(rng, _SIGNOFFS), _pick(rng, _NAMES)])
+    text = "\n".join(line for line in lines if line)
 
     noise = rng.random()
     if noise < 0.12:

@@ -66,7 +66,9 @@ def _read_folder(path):
                 f"one example's text. Received: file='{file_path}'"
             )
         texts.append(text)
-    return texts, [class_names[label] for label in labels], paths, class_names
+    names = [class_names[label] for label in labels]
+    # Like the other sources, integer-named class folders sort as numbers.
+    return texts, names, paths, sources._sort_label_names(class_names)
 
 
 def _split_label(value, where, label_column, multi_label, delimiter):
@@ -124,6 +126,7 @@ def _read_csv(path, text_column, label_column, multi_label, delimiter):
     path, data = _read_bytes(path, "CSV file")
     reader = csv.DictReader(io.StringIO(_decode(data, path), newline=""))
     texts, labels, wheres = [], [], []
+    parsed = 0  # lines parsed so far, to name the line where a parse error starts
     try:
         header = reader.fieldnames or []
         for column in (text_column, label_column):
@@ -132,8 +135,10 @@ def _read_csv(path, text_column, label_column, multi_label, delimiter):
                     f"{path}, line 1: the header has no '{column}' column; rename the "
                     f"column or pass text_column=/label_column=. Received: columns={header}"
                 )
+        parsed = reader.line_num
         for row in reader:
             where = f"{path}, line {reader.line_num}"
+            parsed = reader.line_num
             # A short row fills missing cells with None.
             texts.append(_check_text(row[text_column] or "", where, text_column))
             labels.append(
@@ -144,7 +149,8 @@ def _read_csv(path, text_column, label_column, multi_label, delimiter):
             wheres.append(where)
     except csv.Error as e:
         raise DataError(
-            f"{path}, line {reader.line_num}: malformed CSV ({e}). Received: csv='{path}'"
+            f"{path}, line {parsed + 1}: cannot parse the CSV ({e}). "
+            f"Received: csv='{path}'"
         ) from None
     if not texts:
         raise DataError(
@@ -193,17 +199,17 @@ def _read_jsonl(path, text_column, label_column, multi_label, delimiter):
 
 
 def _tfds_label_names(name, feature, label_column, multi_label, features):
-    kind = type(feature).__name__
-    if multi_label and kind == "Sequence":
-        feature, kind = feature.feature, type(feature.feature).__name__
-    names = getattr(feature, "names", None) if kind == "ClassLabel" else None
-    if not names:
+    from tensorflow_datasets import features as tfds_features
+
+    if multi_label and isinstance(feature, tfds_features.Sequence):
+        feature = feature.feature
+    if not isinstance(feature, tfds_features.ClassLabel) or not feature.names:
         expected = "a Sequence of ClassLabel" if multi_label else "a ClassLabel"
         raise DataError(
             f"TFDS dataset '{name}': feature '{label_column}' is not {expected}; pick the "
             f"label feature with label_column=. Received: features={sorted(features)}"
         )
-    return list(names)
+    return list(feature.names)
 
 
 def _read_tfds(name, split, text_column, label_column, multi_label):
@@ -320,9 +326,10 @@ def _cache(ds, cache, split, texts, labels):
     return ds.cache(f"{prefix}-{split}-{digest.hexdigest()[:12]}")
 
 
-def _check_arguments(sources_given, batch_size, shuffle_buffer, validation_split,
-                     split_needed, preprocess, cache, multi_label, label_delimiter,
-                     class_weights):
+def _check_arguments(
+    *, sources_given, batch_size, shuffle_buffer, validation_split, split_needed,
+    preprocess, cache, multi_label, label_delimiter, class_weights,
+):
     if len(sources_given) != 1:
         raise DataError(
             "Pass exactly one of `path` (a class-per-folder tree of .txt files), `csv`, "
@@ -463,16 +470,23 @@ def text_datasets(
         )
     separate = validation_path is not None or (tfds is not None and tfds_split[1])
     _check_arguments(
-        [f"{k}={v!r}" for k, v in given.items()], batch_size, shuffle_buffer,
-        validation_split, not separate, preprocess, cache, multi_label, label_delimiter,
-        class_weights,
+        sources_given=[f"{k}={v!r}" for k, v in given.items()],
+        batch_size=batch_size,
+        shuffle_buffer=shuffle_buffer,
+        validation_split=validation_split,
+        split_needed=not separate,
+        preprocess=preprocess,
+        cache=cache,
+        multi_label=multi_label,
+        label_delimiter=label_delimiter,
+        class_weights=class_weights,
     )
     if path is not None and multi_label:
         raise DataError(
             "A class-per-folder tree gives one label per file; use a CSV or JSON Lines "
             f"file for multi-label data. Received: path={path!r}, multi_label=True"
         )
-    (kind, source), = given.items()
+    kind, source = next(iter(given.items()))
     columns = (text_column, label_column, multi_label, label_delimiter)
     val_texts = val_labels = val_wheres = None
 
