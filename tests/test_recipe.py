@@ -16,7 +16,7 @@ def test_sections_defaults_and_shorthand(tmp_path):
             return 1
     """)
     recipe = load_recipe(path)
-    assert recipe.backbone.name == "EfficientNetB0" and recipe.backbone.weights == "imagenet"
+    assert recipe.backbone.name == "EfficientNetB0" and recipe.backbone.weights == "pretrained"
     assert recipe.data.batch_size == 8 and recipe.data.image_size == 48
     assert recipe.schedule.kind == "chain_thaw" and recipe.schedule.lr == 3e-3
     assert recipe.to_dict()["data"]["path"] == "/data"

@@ -1,7 +1,10 @@
 import csv
+import hashlib
 import os
 import re
 import string
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,6 +69,26 @@ def test_splits_are_deterministic_balanced_and_filled():
     for text in train_texts + test_texts:
         assert text.strip() and "{" not in text and "}" not in text
         assert 5 <= len(text.split()) <= 150
+
+
+@pytest.mark.slow
+def test_tickets_do_not_depend_on_the_hash_seed():
+    # Iterating a set of slot names would tie the draws to PYTHONHASHSEED.
+    code = (
+        "import hashlib; from tfft.data.synthetic_text import support_ticket_splits; "
+        "print(hashlib.sha1(repr(support_ticket_splits(3, 3, 0)[::2]).encode()).hexdigest())"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        for seed in ("1", "2")
+    ]
+    digests = {run.communicate(timeout=120)[0].strip().splitlines()[-1] for run in runs}
+    assert [run.returncode for run in runs] == [0, 0]
+    here = hashlib.sha1(repr(support_ticket_splits(3, 3, 0)[::2]).encode()).hexdigest()
+    assert digests == {here}
 
 
 def test_a_ticket_does_not_depend_on_how_many_are_drawn():
@@ -165,6 +188,11 @@ def test_default_directory_and_bad_arguments(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="is a file"):
         make_support_tickets(tmp_path / "file")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "tickets.csv").write_text("text,label\nmy own,data\n")
+    with pytest.raises(DataError, match="already holds tickets.csv"):
+        make_support_tickets(tmp_path / "mine")
+    assert (tmp_path / "mine" / "tickets.csv").read_text() == "text,label\nmy own,data\n"
     with pytest.raises(DataError, match="per_class=0"):
         make_support_tickets(tmp_path / "t", per_class=0)
     with pytest.raises(DataError, match="seed=-1"):

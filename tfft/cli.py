@@ -45,11 +45,17 @@ def main():
     """tfft: staged, layer-wise fine-tuning of pretrained backbones."""
 
 
+def _is_application(recipe):
+    from tfft.backbones.applications import find_application
+
+    return recipe.data.kind in ("image", "audio") and find_application(recipe.backbone.name) is not None
+
+
 def _load(recipe_path, overrides, demo):
     from tfft.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, overrides=overrides, demo=demo)
-    if demo and recipe.data.kind == "image" and recipe.backbone.weights in ("imagenet", "pretrained"):
+    if demo and _is_application(recipe) and recipe.backbone.weights in ("imagenet", "pretrained"):
         from tfft.backbones import imagenet_weights_available
 
         if not imagenet_weights_available(recipe.backbone.name):

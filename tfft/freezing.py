@@ -70,6 +70,9 @@ class GroupRules:
             first group), so activations and paddings follow their block.
         ends: a regex for the layers that close a group (`r"mixed\\d+$"` for InceptionV3);
             each group is named after the layer that closes it.
+        shared: regexes of layers whose output every later block reads as a parameter
+            tensor rather than as an activation (DeBERTaV3's relative position embeddings):
+            their edges may cross group boundaries.
 
     Example:
         >>> GroupRules(patterns=[(r"conv1_|pool1_", "stem"), (r"(conv\\d)_", r"\\1")])
@@ -77,6 +80,7 @@ class GroupRules:
 
     patterns: tuple = ()
     ends: Optional[str] = None
+    shared: tuple = ()
 
 
 def _count(variables):
@@ -100,22 +104,34 @@ def _trainable_candidates(layer):
     return [v for sub in _sublayers(layer) for v in sub._trainable_variables]
 
 
-def _graph(model):
+def _graph(model, shared=()):
     """Every operation of a functional model in topological order, and the edges between.
 
     Operations are layers and also plain tensor maths written in the model's code
     (`inputs + x` in ConvNeXt, the hard sigmoid of MobileNetV3): a skip connection can run
-    through those, so the block check must see them. InputLayers are left out.
+    through those, so the block check must see them. InputLayers are left out. Edges that
+    may cross group boundaries are left out too: those leaving a weightless operation
+    computed from the inputs alone (the padding mask RoFormer or ESM derive from
+    `token_ids` and hand to every layer: another input, in effect), and those leaving a
+    layer whose name matches a `shared` regex (see `GroupRules`).
     """
+    side = set()
+    for op in model.operations:
+        parents = [parent.operation for node in op._inbound_nodes for parent in node.parent_nodes]
+        weightless = not (_is_layer(op) and op.weights)
+        if isinstance(op, keras.layers.InputLayer) or (weightless and parents and all(id(p) in side for p in parents)):
+            side.add(id(op))
     ops = [op for op in model.operations if not isinstance(op, keras.layers.InputLayer)]
     index = {id(op): i for i, op in enumerate(ops)}
+    exempt = [re.compile(regex) for regex in shared]
     edges = []
     for i, op in enumerate(ops):
         for node in op._inbound_nodes:
             for parent in node.parent_nodes:
                 j = index.get(id(parent.operation))
-                if j is not None:
-                    edges.append((j, i))
+                if j is None or id(parent.operation) in side or any(regex.match(ops[j].name) for regex in exempt):
+                    continue
+                edges.append((j, i))
     return ops, edges
 
 
@@ -123,28 +139,33 @@ def _is_layer(op):
     return isinstance(op, keras.layers.Layer)
 
 
-def valid_boundaries(model):
+def valid_boundaries(model, shared=()):
     """For every operation `i` (see `_graph`), whether cutting right after it is clean.
 
-    A cut is clean when no operation before `i` feeds an operation after `i`: only `i`'s
-    own output crosses it.
+    A cut is clean when everything that crosses it leaves one single operation: a residual
+    block cut in two has its skip connection and its main path crossing, two sources.
     """
-    ops, edges = _graph(model)
+    ops, edges = _graph(model, shared)
     reach = np.arange(len(ops))
     for parent, child in edges:
         reach[parent] = max(reach[parent], child)
-    valid, furthest = [], -1
+    # Source p crosses the cuts p .. reach[p] - 1: count the sources of each cut in a sweep.
+    stops = np.zeros(len(ops), dtype=int)
+    for p in range(len(ops)):
+        if reach[p] > p:
+            stops[reach[p]] += 1
+    valid, active = [], 0
     for i in range(len(ops)):
-        valid.append(bool(furthest <= i))
-        furthest = max(furthest, int(reach[i]))
+        active += int(reach[i] > i) - stops[i]
+        valid.append(bool(active <= 1))
     return valid
 
 
-def check_groups(model, groups):
+def check_groups(model, groups, shared=()):
     """Raise `GroupError` if the groups are not in order or a boundary splits a block."""
-    ops, _ = _graph(model)
+    ops, _ = _graph(model, shared)
     position = {id(op): i for i, op in enumerate(ops)}
-    valid = valid_boundaries(model)
+    valid = valid_boundaries(model, shared)
     end = None
     for group in groups:
         if not group.layers:
@@ -316,7 +337,7 @@ def layer_groups(backbone, patterns=None, rules=None, num_groups=4):
         groups = groups_from_patterns(backbone, rules.patterns)
     else:
         groups = groups_by_depth(backbone, num_groups)
-    check_groups(backbone, groups)
+    check_groups(backbone, groups, rules.shared if rules is not None and not patterns else ())
     return groups
 
 

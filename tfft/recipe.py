@@ -59,10 +59,10 @@ class DataConfig:
     """The `data` section.
 
     Args:
-        kind: the modality: `"image"` or `"text"`.
-        path: a class-per-folder tree (images; `.txt` files for text).
-        manifest: a CSV file: `path,label` columns for images; for text, the columns
-            `text_column` and `label_column`.
+        kind: the modality: `"image"`, `"text"` or `"audio"`.
+        path: a class-per-folder tree (images; `.txt` files for text; `.wav` for audio).
+        manifest: a CSV file: `path,label` columns for images and audio; for text, the
+            columns `text_column` and `label_column`.
         jsonl: text only: a JSON-lines file with the keys `text_column` and `label_column`.
         tfds: text only: a TensorFlow Datasets name (`"imdb_reviews"`), split by `tfds_split`.
         validation_path: the validation split, of the same kind as the source (a folder
@@ -71,13 +71,16 @@ class DataConfig:
             `validation_path` (stratified, seeded).
         image_size: images are resized to this; defaults to `backbone.input_size`.
         batch_size: global batch size, across all replicas.
-        augment: training-only augmentation, e.g. `dict(flip=True, rotation=0.05,
-            zoom=0.1, translation=0.1, contrast=0.1)`; `{}` turns it off.
+        augment: training-only augmentation; None is the modality's default, `{}` turns it
+            off. Images: `dict(flip=True, rotation=0.05, zoom=0.1, translation=0.1,
+            contrast=0.1)`; audio: `dict(time_mask=2, time_mask_width=10, freq_mask=2,
+            freq_mask_width=8, noise_snr_db=20, shift=0.1, gain_db=6)`.
         cache: cache decoded images in memory (True), in a file (a path), or not (False).
         class_weights: None, `"balanced"`, or `{class_name: weight}`.
-        synthetic: when `path` and `manifest` are None, generate this built-in data set
-            (`"mri"`) so the recipe runs anywhere; None makes a missing path an error.
-        synthetic_per_class: images per class of the synthetic set.
+        synthetic: when no data source is set, generate this built-in data set so the
+            recipe runs anywhere: `"mri"` (images), `"tickets"` (text), `"keywords"`
+            (spoken words, made with espeak-ng); None makes a missing source an error.
+        synthetic_per_class: examples per class of the synthetic set (None: its default).
         seed: seed of the split, shuffling and augmentation.
         verify: decode every image once before training to name any corrupt file.
         text_column: text only: column or key holding the text.
@@ -88,6 +91,16 @@ class DataConfig:
         sequence_length: text only: tokens per text after padding or truncation.
         tfds_split: text only: `[train_split, validation_split]` of a TFDS data set; a
             validation split of None splits the training split.
+        sample_rate: audio only: clips are resampled to this rate (Hz).
+        duration: audio only: clips are cropped (randomly for training, centred for
+            validation) or zero-padded to this many seconds.
+        n_fft: audio only: STFT window length in samples.
+        hop_length: audio only: STFT hop in samples.
+        n_mels: audio only: mel bands of the log-mel spectrogram.
+        f_min: audio only: lowest mel frequency (Hz).
+        f_max: audio only: highest mel frequency (Hz); None is half the sample rate.
+        normalize: audio only: `"example"` (each spectrogram to mean 0, std 1),
+            `"dataset"` (per mel band, statistics of the training split) or None.
     """
 
     kind: str = "image"
@@ -99,11 +112,11 @@ class DataConfig:
     validation_split: float = 0.2
     image_size: Optional[int] = None
     batch_size: int = 32
-    augment: dict = dataclasses.field(default_factory=lambda: dict(flip=True, rotation=0.05, zoom=0.1, contrast=0.1))
+    augment: Optional[dict] = None
     cache: Union[bool, str] = True
     class_weights: Union[None, str, dict] = None
     synthetic: Optional[str] = None
-    synthetic_per_class: int = 150
+    synthetic_per_class: Optional[int] = None
     seed: int = 0
     verify: bool = True
     text_column: str = "text"
@@ -112,6 +125,14 @@ class DataConfig:
     label_delimiter: Optional[str] = None
     sequence_length: int = 128
     tfds_split: list = dataclasses.field(default_factory=lambda: ["train", "test"])
+    sample_rate: int = 16000
+    duration: float = 1.0
+    n_fft: int = 512
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 20.0
+    f_max: Optional[float] = None
+    normalize: Optional[str] = "example"
 
 
 @dataclasses.dataclass
@@ -262,6 +283,10 @@ def apply_override(recipe, key, value):
         setattr(section, parts[1], check_value(key, value, field.type))
         return
     current = getattr(section, parts[1])
+    if current is None and key.startswith("data.augment."):
+        from tfft.data.build import default_augment  # one key changes the modality's default
+
+        current = default_augment(recipe.data.kind)
     if not isinstance(current, dict):
         raise RecipeError(f"{parts[0]}.{parts[1]} is not a dict, so {key!r} cannot be set.")
     current = dict(current)

@@ -33,7 +33,7 @@ from tfft import evaluation
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.checkpoints import StageCheckpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
-from tfft.data.build import datasets_from_recipe
+from tfft.data.build import audio_features, datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
 from tfft.errors import TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
@@ -124,6 +124,7 @@ class Trainer:
             modality=self.recipe.data.kind,
             sequence_length=self.recipe.data.sequence_length,
             pooling=self.recipe.head.pooling,
+            spectrogram_shape=audio_features(self.recipe.data).shape[:2] if self.recipe.data.kind == "audio" else None,
         )
         if self.dry_run:
             backbone.pretrained = backbone.pretrained or config.weights is not None
@@ -414,6 +415,17 @@ class Trainer:
             images = np.stack([np.asarray(x, "float32") for x in raw]) / 255.0
             table = "| example | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
             self.logger.log_examples(f"misclassified/{stage.name}", images=np.clip(images, 0, 1), text=table)
+        elif kind == "audio":
+            clips = np.stack([np.asarray(x, "float32") for x in raw])
+            spectrograms = np.asarray(audio_features(self.recipe.data).log_mel(clips))
+            # Time on the horizontal axis, low frequencies at the bottom, scaled per clip.
+            images = np.flip(np.transpose(spectrograms, (0, 2, 1, 3)), axis=1)
+            low = images.min(axis=(1, 2, 3), keepdims=True)
+            high = images.max(axis=(1, 2, 3), keepdims=True)
+            images = (images - low) / np.maximum(high - low, 1e-6)
+            table = "| clip | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
+            self.logger.log_examples(f"misclassified/{stage.name}", images=images, audio=np.clip(clips, -1, 1),
+                                     sample_rate=self.recipe.data.sample_rate, text=table)
 
     def _evaluate(self, history):
         report, _ = self._validation_report()

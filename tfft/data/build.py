@@ -4,8 +4,10 @@ import os
 
 from tfft.errors import DataError
 
-KINDS = ("image", "text")
-SYNTHETIC = {"image": "mri", "text": "tickets"}
+KINDS = ("image", "text", "audio")
+SYNTHETIC = {"image": "mri", "text": "tickets", "audio": "keywords"}
+PER_CLASS = {"image": 150, "text": 32, "audio": None}  # None: every voice, speed and pitch
+IMAGE_AUGMENT = dict(flip=True, rotation=0.05, zoom=0.1, contrast=0.1)
 
 
 def cache_dir():
@@ -15,6 +17,23 @@ def cache_dir():
 
 def expand(path):
     return os.path.expanduser(path) if isinstance(path, str) else path
+
+
+def default_augment(kind):
+    """The augmentation a modality gets when `data.augment` is None."""
+    if kind == "audio":
+        from tfft.data.audio import DEFAULT_AUGMENT
+
+        return dict(DEFAULT_AUGMENT)
+    return dict(IMAGE_AUGMENT) if kind == "image" else {}
+
+
+def audio_features(config):
+    """The `AudioFeatures` an audio `DataConfig` describes."""
+    from tfft.data.audio import AudioFeatures
+
+    return AudioFeatures(sample_rate=config.sample_rate, duration=config.duration, n_fft=config.n_fft,
+                         hop_length=config.hop_length, n_mels=config.n_mels, f_min=config.f_min, f_max=config.f_max)
 
 
 def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0):
@@ -33,16 +52,41 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
     path, manifest, validation_path = config.path, config.manifest, config.validation_path
     if all(source is None for source in sources):
         generated = _synthetic(config, input_size, verbose)
-        if config.kind == "image":
+        if config.kind != "text":
             path = generated
         else:
             # The tickets' test split uses partly different phrasings: it is the validation.
             manifest = os.path.join(generated, "tickets.csv")
             validation_path = validation_path or os.path.join(generated, "tickets_test.csv")
+    if config.kind != "text":
+        _text_only(config)
+    if config.kind == "audio":
+        from tfft.data.audio import audio_datasets
+
+        return audio_datasets(
+            path=expand(path),
+            manifest=expand(manifest),
+            validation_path=expand(validation_path),
+            validation_split=config.validation_split,
+            sample_rate=config.sample_rate,
+            duration=config.duration,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            n_mels=config.n_mels,
+            f_min=config.f_min,
+            f_max=config.f_max,
+            normalize=config.normalize,
+            augment=default_augment("audio") if config.augment is None else config.augment,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            cache=expand(config.cache),
+            class_weights=config.class_weights,
+            verify=config.verify and not dry_run,
+            preprocess=backbone.preprocess,
+        )
     if config.kind == "image":
         from tfft.data.image import image_datasets
 
-        _text_only(config)
         return image_datasets(
             path=expand(path),
             manifest=expand(manifest),
@@ -51,7 +95,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
             image_size=config.image_size or input_size,
             batch_size=config.batch_size,
             seed=config.seed,
-            augment=config.augment,
+            augment=default_augment("image") if config.augment is None else config.augment,
             preprocess=backbone.preprocess,
             cache=expand(config.cache),
             class_weights=config.class_weights,
@@ -59,6 +103,8 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
         )
     from tfft.data.text import text_datasets
 
+    if config.augment:
+        raise DataError(f"Text data has no augmentation: leave data.augment unset. Received: data.augment={config.augment!r}")
     return text_datasets(
         path=expand(path),
         csv=expand(manifest),
@@ -97,18 +143,26 @@ def _synthetic(config, input_size, verbose):
             f"Unknown synthetic data set for {config.kind} data: the built-in one is '{expected}'. "
             f"Received: data.synthetic={config.synthetic!r}"
         )
+    per_class = config.synthetic_per_class or PER_CLASS[config.kind]
     if config.kind == "image":
         from tfft.data.synthetic import make_synthetic_mri
 
         size = max(64, config.image_size or input_size)
-        directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{config.synthetic_per_class}_seed{config.seed}")
+        directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{per_class}_seed{config.seed}")
         _say(verbose, expected, directory)
-        return make_synthetic_mri(directory, per_class=config.synthetic_per_class, image_size=size, seed=config.seed)
+        return make_synthetic_mri(directory, per_class=per_class, image_size=size, seed=config.seed)
+    if config.kind == "audio":
+        from tfft.data.speech import KEYWORDS_A, make_keyword_set
+
+        directory = os.path.join(cache_dir(), f"keywords_{config.sample_rate}hz_{per_class or 'all'}_seed{config.seed}")
+        _say(verbose, expected, directory)
+        return make_keyword_set(directory, KEYWORDS_A, per_word=per_class, sample_rate=config.sample_rate,
+                                duration=config.duration, seed=config.seed)
     from tfft.data.synthetic_text import make_support_tickets
 
-    directory = os.path.join(cache_dir(), f"support_tickets_{config.synthetic_per_class}_seed{config.seed}")
+    directory = os.path.join(cache_dir(), f"support_tickets_{per_class}_seed{config.seed}")
     _say(verbose, expected, directory)
-    return make_support_tickets(directory, per_class=config.synthetic_per_class, seed=config.seed)
+    return make_support_tickets(directory, per_class=per_class, seed=config.seed)
 
 
 def _say(verbose, name, directory):

@@ -22,7 +22,9 @@ from tfft.data import audio
 from tfft.errors import DataError
 
 KEYWORDS_A = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-KEYWORDS_B = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+KEYWORDS_B = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"
+)
 
 # American, British, Received Pronunciation and Scottish accents, and espeak-ng's male
 # and female voice variants (`language+variant`).
@@ -138,7 +140,8 @@ def _make_clip(binary, staging, job, settings):
             f"spelling. Received: word='{word}'"
         )
     sample_rate, length = settings["sample_rate"], settings["samples"]
-    utterance = _trim(audio.resample(spoken, rate, sample_rate).astype(np.float64), sample_rate)
+    utterance = audio.resample(spoken, rate, sample_rate).astype(np.float64)
+    utterance = _trim(utterance, sample_rate)
     if len(utterance) > length:
         raise DataError(
             f"'{word}' spoken by '{voice}' at speed {speed} lasts "

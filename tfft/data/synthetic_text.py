@@ -28,11 +28,12 @@ TICKETS_CSV = "tickets.csv"
 TICKETS_TEST_CSV = "tickets_test.csv"
 
 # Bump when the phrase pools or the assembly change, so older sets are regenerated.
-_VERSION = 1
+_VERSION = 2
 _MARKER = ".complete"
 
-# Problem statements: per class, families of paraphrases of one sub-issue. A phrase ending
-# in "?" is a question and is never wrapped in a lead-in such as "I'm writing because".
+# Problem statements: per class, families of paraphrases of one sub-issue. Statements start
+# in lower case (or with "I" or a slot) so that they can follow a lead-in such as "I'm
+# writing because"; questions and requests never do (see `_NO_LEAD`).
 _CORE = {
     "billing": [
         ["I was charged twice for the same order",
@@ -71,7 +72,7 @@ _CORE = {
          "I want my money back for {product}",
          "please refund my purchase of {product}",
          "I'm requesting a full refund for {product} that I bought {day}",
-         "can I be reimbursed for {product}? it isn't what I expected"],
+         "can I be reimbursed for {product}? It isn't what I expected"],
         ["I want to return {product} because it doesn't suit my needs and get a refund",
          "I'd like to send {product} back and be reimbursed",
          "how do I return {product} for a refund?",
@@ -395,7 +396,9 @@ def _pick(rng, items):
 
 
 def _fill(template, rng):
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    # In order of appearance, not a set: set order changes with the hash seed, and so
+    # would the draws.
+    fields = dict.fromkeys(n for _, n, _, _ in string.Formatter().parse(template) if n)
     values = {}
     for name in fields:
         if name == "order":
@@ -441,7 +444,6 @@ def _ticket(label, split, rng):
     family = int(rng.integers(len(families)))
     core = _pick(rng, families[family])
     if not core.endswith("?") and not core.startswith(_NO_LEAD) and rng.random() < 0.3:
-        # Statements start in lower case (or with "I" or a slot) so they fit a lead-in.
         core = _pick(rng, _LEADS).replace("{core}", core)
     core = _fill(core, rng)
     parts = []
@@ -531,21 +533,29 @@ def _read_marker(path):
         return None
 
 
-def _write_csv(path, texts, labels):
+def _replace(path, write):
+    """Write a file through a temporary name beside it, so readers never see half a file."""
     folder, name = os.path.split(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows(
-                (text, SUPPORT_TICKET_CLASSES[label]) for text, label in zip(texts, labels)
-            )
+            write(f)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _write_csv(path, texts, labels):
+    def write(f):
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(
+            (text, SUPPORT_TICKET_CLASSES[label]) for text, label in zip(texts, labels)
+        )
+
+    _replace(path, write)
 
 
 def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=100):
@@ -568,7 +578,9 @@ def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=10
         The folder, as a string.
 
     Raises:
-        DataError: for bad arguments, or when `directory` is a file.
+        DataError: for bad arguments, when `directory` is a file, or when it holds a
+            `tickets.csv` or `tickets_test.csv` that this function did not write (it is
+            never overwritten).
 
     Example:
         >>> folder = make_support_tickets("/tmp/tickets", per_class=16)
@@ -599,17 +611,23 @@ def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=10
     if _read_marker(marker) == params:
         return directory
 
+    existing = [
+        name
+        for name in (TICKETS_CSV, TICKETS_TEST_CSV)
+        if os.path.exists(os.path.join(directory, name))
+    ]
+    if existing and not os.path.exists(marker):
+        raise DataError(
+            f"{directory} already holds {existing[0]}, which this function did not write; "
+            f"pass another folder. Received: directory='{directory}'"
+        )
     os.makedirs(directory, exist_ok=True)
-    # Without a matching marker the CSVs may be half replaced: drop it before writing.
-    if os.path.exists(marker):
-        os.remove(marker)
+    # While the CSVs are replaced, the marker matches no parameters.
+    _replace(marker, lambda f: json.dump({"writing": True}, f))
     train_texts, train_labels, test_texts, test_labels, _ = support_ticket_splits(
         per_class, test_per_class, seed
     )
     _write_csv(os.path.join(directory, TICKETS_CSV), train_texts, train_labels)
     _write_csv(os.path.join(directory, TICKETS_TEST_CSV), test_texts, test_labels)
-    fd, temporary = tempfile.mkstemp(prefix=".marker.", suffix=".partial", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        json.dump(params, f)
-    os.replace(temporary, marker)
+    _replace(marker, lambda f: json.dump(params, f))
     return directory

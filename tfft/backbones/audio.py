@@ -1,0 +1,61 @@
+"""Backbones for log-mel spectrograms.
+
+Two routes, as in audio transfer learning practice:
+
+- `audio_cnn`: a compact CNN of conv blocks made for spectrograms `(time, mels, 1)`, small
+  enough to pretrain on your own recordings (or on tfft's keyword set) and fine-tune later
+  from its `.keras` file.
+- A Keras application (ResNet50, EfficientNetB0, ...) on the spectrogram as an image: the
+  single channel is repeated to three, so ImageNet weights apply unchanged.
+"""
+
+import keras
+
+from tfft.backbones import Backbone
+from tfft.freezing import GroupRules
+
+AUDIO_CNN = "audio_cnn"
+AUDIO_CNN_RULES = GroupRules(patterns=((r"(block\d+)_", r"\1"),))
+
+
+def audio_cnn(input_shape, widths=(32, 64, 128, 256), name=AUDIO_CNN):
+    """A compact spectrogram CNN: per block two 3x3 conv-BatchNorm-ReLU and a 2x2 pooling.
+
+    Args:
+        input_shape: `(time, mels, channels)`.
+        widths: filters of each block; the blocks are named `block1` ... `blockN`.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` from spectrograms to a 4D feature map.
+
+    Example:
+        >>> audio_cnn((97, 64, 1)).output.shape
+        (None, 6, 4, 256)
+    """
+    inputs = keras.Input(input_shape, name="spectrogram")
+    x = inputs
+    for index, width in enumerate(widths, start=1):
+        for conv in (1, 2):
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{index}_conv{conv}")(x)
+            x = keras.layers.BatchNormalization(name=f"block{index}_bn{conv}")(x)
+            x = keras.layers.Activation("relu", name=f"block{index}_relu{conv}")(x)
+        x = keras.layers.MaxPooling2D(2, padding="same", name=f"block{index}_pool")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_audio_cnn(input_shape):
+    """`audio_cnn` as a `Backbone`, randomly initialised (pretrain it, then fine-tune it)."""
+    return Backbone(
+        model=audio_cnn(input_shape), preprocess=None, rules=AUDIO_CNN_RULES, family=AUDIO_CNN, name=AUDIO_CNN,
+        pretrained=False,
+    )
+
+
+def repeat_channels(channels):
+    """A pipeline step giving a 1-channel spectrogram batch `channels` channels."""
+
+    def preprocess(spectrograms):
+        return keras.ops.repeat(spectrograms, channels, axis=-1) if channels != 1 else spectrograms
+
+    return preprocess
