@@ -5,7 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast plan clean
+.PHONY: install system-deps demo test test-fast plan clean
+
+# Speech for the audio recipe and tests is made with espeak-ng; sox and ffmpeg convert
+# recordings. Installed from Debian's packages when missing and possible (root, apt).
+system-deps:
+	@command -v espeak-ng >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox ffmpeg >/dev/null; } || \
+		echo "espeak-ng is missing: speech tests will be skipped (apt-get install espeak-ng sox ffmpeg)"
 
 $(STAMP): setup.py setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +27,10 @@ demo: $(STAMP)
 plan: $(STAMP)
 	$(BIN)/tfft plan recipes/tumor_resnet.py
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

@@ -148,3 +148,35 @@ class TinyTrainer(Trainer):
 
     def build_backbone(self):
         return tiny_backbone(self.recipe.backbone.input_size)
+
+
+def write_tone_folder(directory, frequencies=(500.0, 1200.0, 2500.0), per_class=8, sample_rate=8000, duration=0.5, seed=0):
+    """Write a class-per-folder tree of 16-bit mono WAVs: class `i` is a noisy tone at
+    `frequencies[i]` Hz with a random phase, level and onset.
+
+    Returns:
+        The class names, `["tone500", "tone1200", ...]`.
+
+    Example:
+        >>> write_tone_folder(tmp_path / "tones")
+        ['tone500', 'tone1200', 'tone2500']
+    """
+    import wave
+
+    rng = np.random.default_rng(seed)
+    names = [f"tone{int(f)}" for f in frequencies]
+    samples = int(sample_rate * duration)
+    t = np.arange(samples) / sample_rate
+    for name, frequency in zip(names, frequencies):
+        os.makedirs(os.path.join(directory, name), exist_ok=True)
+        for i in range(per_class):
+            signal = rng.uniform(0.2, 0.6) * np.sin(2 * np.pi * frequency * t + rng.uniform(0, 2 * np.pi))
+            signal[: int(rng.integers(0, samples // 4))] = 0.0
+            signal += rng.normal(0, 0.02, samples)
+            pcm = (np.clip(signal, -1, 1) * 32767).astype("<i2")
+            with wave.open(os.path.join(directory, name, f"{i:03d}.wav"), "wb") as f:
+                f.setnchannels(1)
+                f.setsampwidth(2)
+                f.setframerate(sample_rate)
+                f.writeframes(pcm.tobytes())
+    return names

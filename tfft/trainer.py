@@ -115,20 +115,17 @@ class Trainer:
         from tfft.backbones import build_backbone  # keeps `import tfft` light
 
         config = self.recipe.backbone
-        weights = None if self.dry_run else config.weights
-        backbone = build_backbone(
+        return build_backbone(
             config.name,
-            weights=weights,
+            weights=config.weights,
             input_size=config.input_size,
             family=config.family,
             modality=self.recipe.data.kind,
             sequence_length=self.recipe.data.sequence_length,
             pooling=self.recipe.head.pooling,
             spectrogram_shape=audio_features(self.recipe.data).shape[:2] if self.recipe.data.kind == "audio" else None,
+            load_weights=not self.dry_run,
         )
-        if self.dry_run:
-            backbone.pretrained = backbone.pretrained or config.weights is not None
-        return backbone
 
     def build_datasets(self):
         """Return a `tfft.data.Datasets` for `data.kind`.

@@ -63,7 +63,7 @@ def _is_file(name):
 
 
 def build_backbone(name, weights="pretrained", input_size=224, family=None, modality="image", sequence_length=128,
-                   pooling="avg", spectrogram_shape=None):
+                   pooling="avg", spectrogram_shape=None, load_weights=True):
     """Build a backbone: a Keras application, a `.keras` file or a keras-hub text encoder.
 
     Args:
@@ -81,6 +81,8 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         sequence_length: tokens per text (text encoders only).
         pooling: `"avg"` or `"cls"`: how a text encoder turns tokens into one vector.
         spectrogram_shape: audio only: `(time, mels)` of the log-mel spectrograms.
+        load_weights: False builds the architecture only (a dry run); `pretrained` still
+            says whether a real build would start from pretrained weights.
 
     Returns:
         A `Backbone`.
@@ -101,8 +103,7 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
 
         if name == audio.AUDIO_CNN:
             return audio.build_audio_cnn(tuple(spectrogram_shape) + (1,))
-        weights = "imagenet" if weights == "pretrained" else weights
-        backbone = applications.build_application(name, weights=weights, input_size=tuple(spectrogram_shape))
+        backbone = _application(name, weights, tuple(spectrogram_shape), load_weights)
         # ImageNet CNNs read the spectrogram as an image: one channel repeated to three,
         # already normalised by the audio pipeline (no ImageNet pixel scaling).
         backbone.preprocess = audio.repeat_channels(3)
@@ -110,15 +111,24 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
     if modality == "text":
         from tfft.backbones import hub
 
-        return hub.build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling)
-    weights = "imagenet" if weights == "pretrained" else weights
+        backbone = hub.build_text_encoder(name, weights=weights if load_weights else None,
+                                          sequence_length=sequence_length, pooling=pooling)
+        backbone.pretrained = weights is not None
+        return backbone
     spec = applications.get_application(name)
     if family is not None and family != spec.family:
         raise BackboneError(
             f"{spec.name} belongs to the '{spec.family}' family; `family` only applies to "
             f".keras files. Received: family={family!r}"
         )
-    return applications.build_application(name, weights=weights, input_size=input_size)
+    return _application(name, weights, input_size, load_weights)
+
+
+def _application(name, weights, input_size, load_weights):
+    weights = "imagenet" if weights == "pretrained" else weights
+    backbone = applications.build_application(name, weights=weights if load_weights else None, input_size=input_size)
+    backbone.pretrained = weights is not None
+    return backbone
 
 
 def _check_spectrogram_input(backbone, spectrogram_shape):
