@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from tfft import evaluation
 from tfft.batchnorm import recompute_batchnorm_statistics
+from tfft.callbacks import examples
 from tfft.callbacks.checkpoints import StageCheckpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
 from tfft.data.build import audio_features, datasets_from_recipe
@@ -397,32 +398,15 @@ class Trainer:
                 in validation order.
             limit: how many examples to show.
         """
-        examples = self.datasets.validation_examples
-        if examples is None or not wrong:
+        validation = self.datasets.validation_examples
+        if validation is None or not wrong:
             return
-        wanted = {index: (truth, guess) for index, truth, guess in wrong[:limit]}
-        raw = [example for i, (example, _) in enumerate(examples.take(max(wanted) + 1)) if i in wanted]
-        rows = [f"| {i} | {truth} | {guess} |" for i, (truth, guess) in wanted.items()]
+        shown = wrong[:limit]
+        wanted = {index for index, _, _ in shown}
+        raw = [example for i, (example, _) in enumerate(validation.take(max(wanted) + 1)) if i in wanted]
         kind = self.recipe.data.kind
-        if kind == "text":
-            rows = [f"| {_cell(text)} | {truth} | {guess} |" for text, (truth, guess) in zip(raw, wanted.values())]
-            table = "| text | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
-            self.logger.log_examples(f"misclassified/{stage.name}", text=f"{len(wrong)} misclassified; the first {len(rows)}:\n\n" + table)
-        elif kind == "image":
-            images = np.stack([np.asarray(x, "float32") for x in raw]) / 255.0
-            table = "| example | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
-            self.logger.log_examples(f"misclassified/{stage.name}", images=np.clip(images, 0, 1), text=table)
-        elif kind == "audio":
-            clips = np.stack([np.asarray(x, "float32") for x in raw])
-            spectrograms = np.asarray(audio_features(self.recipe.data).log_mel(clips))
-            # Time on the horizontal axis, low frequencies at the bottom, scaled per clip.
-            images = np.flip(np.transpose(spectrograms, (0, 2, 1, 3)), axis=1)
-            low = images.min(axis=(1, 2, 3), keepdims=True)
-            high = images.max(axis=(1, 2, 3), keepdims=True)
-            images = (images - low) / np.maximum(high - low, 1e-6)
-            table = "| clip | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
-            self.logger.log_examples(f"misclassified/{stage.name}", images=images, audio=np.clip(clips, -1, 1),
-                                     sample_rate=self.recipe.data.sample_rate, text=table)
+        features = audio_features(self.recipe.data) if kind == "audio" else None
+        examples.log_misclassified(self.logger, f"misclassified/{stage.name}", kind, raw, shown, len(wrong), features)
 
     def _evaluate(self, history):
         report, _ = self._validation_report()
@@ -473,12 +457,6 @@ class Trainer:
 
 def _names(class_names, flags):
     return ", ".join(name for name, flag in zip(class_names, flags) if flag) or "(none)"
-
-
-def _cell(text):
-    text = text.numpy().decode("utf-8", "replace") if hasattr(text, "numpy") else str(text)
-    text = " ".join(text.split()).replace("|", "\\|")
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _default_run_dir(recipe):
