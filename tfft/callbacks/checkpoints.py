@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras.src.saving import saving_lib
 
+from tfft.callbacks.logs import scalar_or_none
 from tfft.errors import TfftError
 from tfft.evaluation import write_json
 
@@ -185,18 +186,6 @@ def load_checkpoint(directory, model, optimizer):
         return json.load(file)
 
 
-def _scalar_or_none(value):
-    if value is None:
-        return None
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):
-        return None
-    if array.ndim != 0 or not np.issubdtype(array.dtype, np.number):
-        return None
-    return float(array)
-
-
 class StageCheckpoint(keras.callbacks.Callback):
     """Saves `last` after every epoch and `best` when the monitored value improves.
 
@@ -257,7 +246,7 @@ class StageCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        value = _scalar_or_none(logs.get(self.monitor))
+        value = scalar_or_none(logs.get(self.monitor))
         if value is None and not self._warned_missing:
             self._warned_missing = True
             warnings.warn(
@@ -268,7 +257,7 @@ class StageCheckpoint(keras.callbacks.Callback):
         improved = self._improves(value)
         if improved:
             self.best_value = value
-        scalars = {key: _scalar_or_none(v) for key, v in logs.items()}
+        scalars = {key: scalar_or_none(v) for key, v in logs.items()}
         state = dict(self.state_fn() if self.state_fn is not None else {})
         state.update(
             epoch=int(epoch) + 1,

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from tfft.callbacks.logs import scalar_or_none
 from tfft.errors import TfftError
 from tfft.evaluation import confusion_matrix_figure
 
@@ -44,16 +45,6 @@ def flatten_hparams(hparams, prefix=""):
         else:
             flat[name] = str(value)
     return flat
-
-
-def _scalar_or_none(value):
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):
-        return None
-    if array.ndim != 0 or not np.issubdtype(array.dtype, np.number):
-        return None
-    return float(array)
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
@@ -175,7 +166,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         if step // self.update_freq <= previous // self.update_freq:
             return
         scalars = {"learning_rate": self.current_learning_rate()}
-        loss = _scalar_or_none((logs or {}).get("loss"))
+        loss = scalar_or_none((logs or {}).get("loss"))
         if loss is not None:
             scalars["loss"] = loss
         self._write_scalars("train", scalars, step)
@@ -185,7 +176,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         step = self.current_step()
         train, validation = {}, {}
         for key, value in (logs or {}).items():
-            value = _scalar_or_none(value)
+            value = scalar_or_none(value)
             if value is None:
                 continue
             if key.startswith("val_"):

@@ -11,9 +11,7 @@ normalisation in `tfft/data/audio_features.py`, and augmentation in
 `audio_datasets`, which assembles them into pipelines.
 """
 
-import hashlib
 import numbers
-import os
 
 import tensorflow as tf
 
@@ -23,12 +21,17 @@ from tfft.data.audio_features import (
     AudioFeatures,
     _dataset_statistics,
     _normalize_example,
-    _number,  # noqa: F401 - not public; tfft/data/speech.py uses it from here
-    _positive_int,
     crop_or_pad,
     log_mel,
 )
-from tfft.data.datasets import Datasets
+from tfft.data.checks import (
+    check_cache,
+    check_path_or_manifest,
+    check_preprocess,
+    check_validation_split,
+    positive_int,
+)
+from tfft.data.pipeline import cache_dataset, finish_datasets, fingerprint, listing
 from tfft.data.wav import WavInfo, find_unreadable, load_audio, read_wav, resample, wav_info
 from tfft.errors import DataError
 
@@ -55,12 +58,6 @@ AUDIO_EXTENSIONS = (".wav",)
 # --- pipelines -------------------------------------------------------------------------
 
 
-def _listing(paths, labels):
-    return tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths, tf.string), tf.constant(labels, tf.int32))
-    )
-
-
 def _load(ds, sample_rate):
     def decode(path):
         return load_audio(path.decode("utf-8"), sample_rate)
@@ -74,17 +71,11 @@ def _load(ds, sample_rate):
 
 
 def _cache(ds, cache, split, paths, labels, sample_rate):
-    if cache is True:
-        return ds.cache()
-    if not cache:
-        return ds
-    # TF reuses an existing cache file whatever the input, so the name carries a
-    # fingerprint of the files, labels and rate: changing any of them starts a new cache.
-    key = repr((paths, labels, sample_rate)).encode("utf-8")
-    digest = hashlib.sha1(key).hexdigest()[:12]
-    prefix = os.fspath(cache)
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    return ds.cache(f"{prefix}-audio-{split}-{digest}")
+    # A file cache's name carries a fingerprint of the files, labels and rate, so changing
+    # any of them starts a new cache.
+    return cache_dataset(
+        ds, cache, f"audio-{split}", lambda: fingerprint((paths, labels, sample_rate))
+    )
 
 
 def _check_arguments(
@@ -92,75 +83,17 @@ def _check_arguments(
 ):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise DataError(f"seed must be an int >= 0. Received: seed={seed!r}")
-    if (path is None) == (manifest is None):
-        raise DataError(
-            "Pass exactly one of `path` (a class-per-folder tree) and `manifest` (a CSV). "
-            f"Received: path={path!r}, manifest={manifest!r}"
-        )
-    if validation_path is None and (
-        isinstance(validation_split, bool)
-        or not isinstance(validation_split, numbers.Real)
-        or not 0 < validation_split < 1
-    ):
-        raise DataError(
-            "validation_split must be strictly between 0 and 1, or pass validation_path. "
-            f"Received: validation_split={validation_split!r}"
-        )
+    check_path_or_manifest(path, manifest)
+    if validation_path is None:
+        check_validation_split(validation_split)
     if normalize not in ("example", "dataset", None):
         raise DataError(
             "normalize must be 'example' (each spectrogram to mean 0, std 1), 'dataset' "
             "(per mel band, statistics of the training split) or None. "
             f"Received: normalize={normalize!r}"
         )
-    if not isinstance(cache, (bool, str, os.PathLike)):
-        raise DataError(
-            "cache must be True (memory), False or a file path prefix. "
-            f"Received: cache={cache!r}"
-        )
-    if preprocess is not None and not callable(preprocess):
-        raise DataError(
-            f"preprocess must be a callable or None. Received: preprocess={preprocess!r}"
-        )
-
-
-def _split(path, manifest, validation_path, validation_split, seed):
-    """Training and validation files and labels, class names, a description of the
-    source for messages, and every file in listing order."""
-    if path is not None:
-        paths, labels, class_names = sources.list_class_folders(path, AUDIO_EXTENSIONS)
-        source = f"path='{path}'"
-    else:
-        paths, labels, class_names = sources.read_manifest(manifest)
-        source = f"manifest='{manifest}'"
-    if validation_path is not None:
-        val_paths, val_labels, val_names = sources.list_class_folders(
-            validation_path, AUDIO_EXTENSIONS
-        )
-        if val_names != class_names:
-            missing = sorted(set(class_names) - set(val_names))
-            extra = sorted(set(val_names) - set(class_names))
-            raise DataError(
-                f"The validation folder {validation_path} has other classes than the "
-                f"training data: missing {missing}, extra {extra}. Give both the same "
-                f"class sub-folders. Received: validation_path='{validation_path}'"
-            )
-        return paths, labels, val_paths, val_labels, class_names, source, paths + val_paths
-    train_idx, val_idx = sources.stratified_split(labels, validation_split, seed)
-    if len(val_idx) == 0:
-        raise DataError(
-            "The split left no validation examples because every class has a single "
-            "example; add examples or pass validation_path. "
-            f"Received: {source}, num_examples={len(paths)}"
-        )
-    return (
-        [paths[i] for i in train_idx],
-        [labels[i] for i in train_idx],
-        [paths[i] for i in val_idx],
-        [labels[i] for i in val_idx],
-        class_names,
-        source,
-        paths,
-    )
+    check_cache(cache)
+    check_preprocess(preprocess)
 
 
 def audio_datasets(
@@ -236,14 +169,16 @@ def audio_datasets(
         seed,
     )
     features = AudioFeatures(sample_rate, duration, n_fft, hop_length, n_mels, f_min, f_max)
-    batch_size = _positive_int("batch_size", batch_size)
-    shuffle_buffer = _positive_int("shuffle_buffer", shuffle_buffer)
+    batch_size = positive_int("batch_size", batch_size)
+    shuffle_buffer = positive_int("shuffle_buffer", shuffle_buffer)
     seed = int(seed)
     augmenter = build_audio_augment(augment, features)
 
-    split = _split(path, manifest, validation_path, validation_split, seed)
+    split = sources.split_files(
+        path, manifest, validation_path, validation_split, seed, AUDIO_EXTENSIONS
+    )
     train_paths, train_labels, val_paths, val_labels, class_names, source = split[:6]
-    everything = split[6]
+    everything = split.all_paths
     if verify:
         # Listing order, so "first" means the same file a user would find first.
         bad = find_unreadable(everything)
@@ -259,10 +194,10 @@ def audio_datasets(
 
     length = features.samples
     train_waves = _cache(
-        _load(_listing(train_paths, train_labels), sample_rate),
+        _load(listing(train_paths, train_labels), sample_rate),
         cache, "train", train_paths, train_labels, sample_rate,
     )
-    val_decoded = _load(_listing(val_paths, val_labels), sample_rate)
+    val_decoded = _load(listing(val_paths, val_labels), sample_rate)
     val_waves = _cache(val_decoded, cache, "validation", val_paths, val_labels, sample_rate)
 
     if normalize == "dataset":
@@ -326,12 +261,7 @@ def audio_datasets(
             lambda x, y: (crop_or_pad(x, length), y), num_parallel_calls=tf.data.AUTOTUNE
         )
 
-    return Datasets(
-        train=train.prefetch(tf.data.AUTOTUNE),
-        validation=validation.prefetch(tf.data.AUTOTUNE),
-        class_names=list(class_names),
-        class_weights=weights,
-        num_train=len(train_paths),
-        num_validation=len(val_paths),
-        validation_examples=validation_examples,
+    return finish_datasets(
+        train, validation, class_names, weights, len(train_paths), len(val_paths),
+        validation_examples,
     )

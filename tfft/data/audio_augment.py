@@ -15,7 +15,8 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tfft.data.audio_features import _number, _positive_int, _randint, _seed
+from tfft.data.audio_features import _randint, _seed
+from tfft.data.checks import augment_settings, number, positive_int
 from tfft.errors import DataError
 
 # The augmentation `augment=True` stands for; also the full list of valid `augment` keys.
@@ -136,21 +137,9 @@ def build_audio_augment(augment, features):
         >>> build_audio_augment(dict(time_mask=2, gain_db=6), AudioFeatures()).time_mask
         2
     """
-    if augment is None or augment is False:
+    augment = augment_settings(augment, DEFAULT_AUGMENT)
+    if augment is None:
         return None
-    if augment is True:
-        augment = DEFAULT_AUGMENT
-    if not isinstance(augment, dict):
-        raise DataError(
-            f"augment must be None, True or a dict such as {DEFAULT_AUGMENT}. "
-            f"Received: augment={augment!r}"
-        )
-    unknown = sorted(set(augment) - set(DEFAULT_AUGMENT))
-    if unknown:
-        raise DataError(
-            f"Unknown augment keys {unknown}; valid keys are {list(DEFAULT_AUGMENT)}. "
-            f"Received: augment={augment!r}"
-        )
     settings = {}
     for count_key, size, axis in (
         ("time_mask", features.frames, "spectrogram frames"),
@@ -159,7 +148,7 @@ def build_audio_augment(augment, features):
         width_key = count_key + "_width"
         settings[count_key] = _count(augment, count_key)
         width = augment.get(width_key, DEFAULT_AUGMENT[width_key])
-        width = _positive_int(f"augment['{width_key}']", width)
+        width = positive_int(f"augment['{width_key}']", width)
         if settings[count_key] and width > size:
             raise DataError(
                 f"augment['{width_key}']={width} is wider than the {size} {axis} of the "
@@ -174,15 +163,15 @@ def build_audio_augment(augment, features):
                 "augment['noise_snr_db'] must be a number of dB or a (low, high) pair. "
                 f"Received: noise_snr_db={snr!r}"
             )
-        low, high = (_number("augment['noise_snr_db']", v) for v in pair)
+        low, high = (number("augment['noise_snr_db']", v) for v in pair)
         if low > high:
             raise DataError(
                 "augment['noise_snr_db'] range must be (low, high) with low <= high. "
                 f"Received: noise_snr_db={snr!r}"
             )
         settings["noise_snr_db"] = (low, high)
-    settings["shift"] = _number("augment['shift']", augment.get("shift") or 0.0, 0, 1)
-    settings["gain_db"] = _number("augment['gain_db']", augment.get("gain_db") or 0.0, 0)
+    settings["shift"] = number("augment['shift']", augment.get("shift") or 0.0, 0, 1)
+    settings["gain_db"] = number("augment['gain_db']", augment.get("gain_db") or 0.0, 0)
     built = AudioAugment(**settings)
     if not (built.masks or snr is not None or built.shift or built.gain_db):
         return None

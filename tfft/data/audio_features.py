@@ -6,41 +6,21 @@ read. `log_mel` turns a batch of waveforms into spectrograms shaped like one-cha
 images, `crop_or_pad` gives every clip the same length, centred or at a seeded random
 position, and the normalisation helpers scale spectrograms per example or per mel band
 with statistics of the training split. These run as TensorFlow ops inside the `tf.data`
-pipeline, after decoding (`tfft/data/wav.py`) and the cache. The argument checks
-`_positive_int` and `_number` and the seeded draws `_seed` and `_randint` are shared with
-`tfft/data/audio_augment.py`, so a training crop and its augmentation come from the same
-per-example seed.
+pipeline, after decoding (`tfft/data/wav.py`) and the cache. The seeded draws `_seed` and
+`_randint` are shared with `tfft/data/audio_augment.py`, so a training crop and its
+augmentation come from the same per-example seed.
 """
 
 import dataclasses
-import math
-import numbers
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from tfft.data.checks import number, positive_int
 from tfft.errors import DataError
 
 _LOG_OFFSET = 1e-6
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise DataError(f"{name} must be a positive int. Received: {name}={value!r}")
-    return int(value)
-
-
-def _number(name, value, minimum=None, below=None):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value)
-    ok = ok and (minimum is None or value >= minimum) and (below is None or value < below)
-    if not ok:
-        bounds = [f">= {minimum}"] if minimum is not None else []
-        bounds += [f"< {below}"] if below is not None else []
-        wanted = " and ".join(bounds) or "finite"
-        raise DataError(f"{name} must be a number {wanted}. Received: {name}={value!r}")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +50,15 @@ class AudioFeatures:
     f_max: Optional[float] = None
 
     def __post_init__(self):
-        _positive_int("sample_rate", self.sample_rate)
-        _number("duration", self.duration, minimum=0)
-        _positive_int("n_fft", self.n_fft)
-        _positive_int("hop_length", self.hop_length)
-        _positive_int("n_mels", self.n_mels)
+        positive_int("sample_rate", self.sample_rate)
+        number("duration", self.duration, minimum=0)
+        positive_int("n_fft", self.n_fft)
+        positive_int("hop_length", self.hop_length)
+        positive_int("n_mels", self.n_mels)
         nyquist = self.sample_rate / 2
-        _number("f_min", self.f_min, minimum=0, below=nyquist)
+        number("f_min", self.f_min, minimum=0, below=nyquist)
         if self.f_max is not None:
-            _number("f_max", self.f_max)
+            number("f_max", self.f_max)
             if not self.f_min < self.f_max <= nyquist:
                 raise DataError(
                     f"f_max must lie above f_min={self.f_min} and at most at the Nyquist "

@@ -6,15 +6,27 @@ only) and preprocess. Images reach `preprocess` as float32 in 0-255, the range t
 `keras.applications.*.preprocess_input` expects.
 """
 
-import hashlib
 import numbers
-import os
 
 import keras
 import tensorflow as tf
 
 from tfft.data import sources
-from tfft.data.datasets import Datasets
+from tfft.data.checks import (
+    augment_settings,
+    check_cache,
+    check_path_or_manifest,
+    check_preprocess,
+    check_validation_split,
+    positive_int,
+)
+from tfft.data.pipeline import (
+    cache_dataset,
+    finish_datasets,
+    fingerprint,
+    listing,
+    map_preprocess,
+)
 from tfft.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -43,12 +55,6 @@ def _image_size(image_size):
     if min(size) < 1:
         raise DataError(f"image_size must be positive. Received: image_size={image_size!r}")
     return size
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise DataError(f"{name} must be a positive int. Received: {name}={value!r}")
-    return int(value)
 
 
 def _decode(path):
@@ -108,21 +114,9 @@ def build_augmenter(augment, seed=0):
         >>> [layer.name for layer in augmenter.layers]
         ['flip', 'rotation']
     """
-    if augment is None or augment is False:
+    augment = augment_settings(augment, DEFAULT_AUGMENT)
+    if augment is None:
         return None
-    if augment is True:
-        augment = DEFAULT_AUGMENT
-    if not isinstance(augment, dict):
-        raise DataError(
-            "augment must be None, True or a dict such as "
-            f"{DEFAULT_AUGMENT}. Received: augment={augment!r}"
-        )
-    unknown = sorted(set(augment) - set(DEFAULT_AUGMENT))
-    if unknown:
-        raise DataError(
-            f"Unknown augment keys {unknown}; valid keys are {list(DEFAULT_AUGMENT)}. "
-            f"Received: augment={augment!r}"
-        )
 
     layers = []
     for offset, key in enumerate(DEFAULT_AUGMENT):
@@ -167,12 +161,6 @@ def build_augmenter(augment, seed=0):
     return keras.Sequential(layers, name="augment")
 
 
-def _listing(paths, labels):
-    return tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths, tf.string), tf.constant(labels, tf.int32))
-    )
-
-
 def _load(ds, size):
     def load(path, label):
         image = tf.image.resize(_decode(path), size)
@@ -183,17 +171,9 @@ def _load(ds, size):
 
 
 def _cache(ds, cache, split, paths, labels, size):
-    if cache is True:
-        return ds.cache()
-    if not cache:
-        return ds
-    # TF reuses an existing cache file whatever the input, so the name carries a
-    # fingerprint of the files, labels and size: changing any of them starts a new cache
-    # instead of silently replaying stale images.
-    digest = hashlib.sha1(repr((paths, labels, size)).encode("utf-8")).hexdigest()[:12]
-    prefix = os.fspath(cache)
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    return ds.cache(f"{prefix}-{split}-{digest}")
+    # A file cache's name carries a fingerprint of the files, labels and size, so changing
+    # any of them starts a new cache instead of replaying stale images.
+    return cache_dataset(ds, cache, split, lambda: fingerprint((paths, labels, size)))
 
 
 def image_datasets(
@@ -257,70 +237,24 @@ def image_datasets(
         >>> data.class_names
         ['glioma', 'meningioma', 'no_tumor', 'pituitary']
     """
-    if (path is None) == (manifest is None):
-        raise DataError(
-            "Pass exactly one of `path` (a class-per-folder tree) and `manifest` (a CSV). "
-            f"Received: path={path!r}, manifest={manifest!r}"
-        )
+    check_path_or_manifest(path, manifest)
     size = _image_size(image_size)
-    batch_size = _positive_int("batch_size", batch_size)
-    shuffle_buffer = _positive_int("shuffle_buffer", shuffle_buffer)
-    if validation_path is None and (
-        isinstance(validation_split, bool)
-        or not isinstance(validation_split, numbers.Real)
-        or not 0 < validation_split < 1
-    ):
-        raise DataError(
-            "validation_split must be strictly between 0 and 1, or pass validation_path. "
-            f"Received: validation_split={validation_split!r}"
-        )
-    if preprocess is not None and not callable(preprocess):
-        raise DataError(
-            f"preprocess must be a callable or None. Received: preprocess={preprocess!r}"
-        )
-    if not isinstance(cache, (bool, str, os.PathLike)):
-        raise DataError(
-            "cache must be True (memory), False or a file path prefix. "
-            f"Received: cache={cache!r}"
-        )
+    batch_size = positive_int("batch_size", batch_size)
+    shuffle_buffer = positive_int("shuffle_buffer", shuffle_buffer)
+    if validation_path is None:
+        check_validation_split(validation_split)
+    check_preprocess(preprocess)
+    check_cache(cache)
     augmenter = build_augmenter(augment, seed)
 
-    if path is not None:
-        paths, labels, class_names = sources.list_class_folders(path, IMAGE_EXTENSIONS)
-        source = f"path='{path}'"
-    else:
-        paths, labels, class_names = sources.read_manifest(manifest)
-        source = f"manifest='{manifest}'"
-
-    if validation_path is not None:
-        val_paths, val_labels, val_names = sources.list_class_folders(
-            validation_path, IMAGE_EXTENSIONS
-        )
-        if val_names != class_names:
-            missing = sorted(set(class_names) - set(val_names))
-            extra = sorted(set(val_names) - set(class_names))
-            raise DataError(
-                f"The validation folder {validation_path} has other classes than the "
-                f"training data: missing {missing}, extra {extra}. Give both the same "
-                f"class sub-folders. Received: validation_path='{validation_path}'"
-            )
-        train_paths, train_labels = paths, labels
-    else:
-        train_idx, val_idx = sources.stratified_split(labels, validation_split, seed)
-        train_paths = [paths[i] for i in train_idx]
-        train_labels = [labels[i] for i in train_idx]
-        val_paths = [paths[i] for i in val_idx]
-        val_labels = [labels[i] for i in val_idx]
-        if not val_paths:
-            raise DataError(
-                "The split left no validation examples because every class has a single "
-                "example; add examples or pass validation_path. "
-                f"Received: {source}, num_examples={len(paths)}"
-            )
+    split = sources.split_files(
+        path, manifest, validation_path, validation_split, seed, IMAGE_EXTENSIONS
+    )
+    train_paths, train_labels, val_paths, val_labels, class_names, source = split[:6]
 
     if verify:
         # Listing order, so "first" means the same file a user would find first.
-        everything = paths + (val_paths if validation_path is not None else [])
+        everything = split.all_paths
         bad = find_undecodable(everything)
         if bad:
             raise DataError(
@@ -334,7 +268,7 @@ def image_datasets(
     )
 
     buffer = min(shuffle_buffer, len(train_paths))
-    train = _listing(train_paths, train_labels)
+    train = listing(train_paths, train_labels)
     if cache:
         # Shuffle after the cache: a cache fed by shuffled paths would freeze the first
         # epoch's order, because later epochs replay the cache without reshuffling.
@@ -351,28 +285,17 @@ def image_datasets(
         # over the batch, so this is rarely the bottleneck.
         train = train.map(lambda x, y: (augmenter(x, training=True), y))
 
-    val_decoded = _load(_listing(val_paths, val_labels), size)
+    val_decoded = _load(listing(val_paths, val_labels), size)
     cached_val = _cache(val_decoded, cache, "validation", val_paths, val_labels, size)
     validation = cached_val.batch(batch_size)
 
-    if preprocess is not None:
-        train = train.map(
-            lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        validation = validation.map(
-            lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
+    train, validation = map_preprocess(train, validation, preprocess)
 
     # A memory cache can be shared; a file cache cannot be read by two iterators while
     # it is being written, so the examples then decode on their own.
     validation_examples = cached_val if cache is True else val_decoded
 
-    return Datasets(
-        train=train.prefetch(tf.data.AUTOTUNE),
-        validation=validation.prefetch(tf.data.AUTOTUNE),
-        class_names=list(class_names),
-        class_weights=weights,
-        num_train=len(train_paths),
-        num_validation=len(val_paths),
-        validation_examples=validation_examples,
+    return finish_datasets(
+        train, validation, class_names, weights, len(train_paths), len(val_paths),
+        validation_examples,
     )

@@ -3,16 +3,18 @@
 Images, text and audio all arrive the same two ways: a class-per-folder tree or a CSV
 manifest of `path,label` rows. This module turns either into parallel lists of file paths
 and integer labels, splits them per class and computes class weights. Decoding is left to
-the modality builders (`tfft/data/image.py`).
+the modality builders (`tfft/data/image.py`, `tfft/data/audio.py`).
 """
 
 import csv
 import math
 import numbers
 import os
+from typing import NamedTuple
 
 import numpy as np
 
+from tfft.data.checks import is_fraction
 from tfft.errors import DataError
 
 
@@ -255,11 +257,7 @@ def stratified_split(labels, fraction, seed):
         >>> len(train_idx), len(val_idx)
         (6, 2)
     """
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, numbers.Real)
-        or not 0 < fraction < 1
-    ):
+    if not is_fraction(fraction):
         raise DataError(
             "The validation fraction must be a number strictly between 0 and 1, e.g. "
             f"0.2. Received: fraction={fraction!r}"
@@ -281,6 +279,82 @@ def stratified_split(labels, fraction, seed):
     train_idx = np.sort(np.concatenate(train_parts)).astype(np.int64)
     val_idx = np.sort(np.concatenate(val_parts)).astype(np.int64)
     return train_idx, val_idx
+
+
+class FileSplit(NamedTuple):
+    """Training and validation files of a data set, as `split_files` returns them."""
+
+    train_paths: list
+    train_labels: list
+    val_paths: list
+    val_labels: list
+    class_names: list
+    source: str  # the folder or manifest argument, as error messages name it
+    all_paths: list  # every file, training source first, in listing order
+
+
+def split_files(path, manifest, validation_path, validation_split, seed, extensions):
+    """List a class-per-folder tree or a manifest and split it into training and validation.
+
+    Exactly one of `path` and `manifest` is given. With `validation_path`, that folder is
+    the validation split and must hold the same classes; otherwise each class is split by
+    `stratified_split(labels, validation_split, seed)`.
+
+    Args:
+        path: class-per-folder tree, or None.
+        manifest: CSV manifest, or None.
+        validation_path: optional class-per-folder tree used as the validation split.
+        validation_split: share of each class held out when there is no validation_path.
+        seed: integer seed of the split.
+        extensions: file name endings of the class folders, e.g. `(".wav",)`.
+
+    Returns:
+        A `FileSplit`.
+
+    Raises:
+        DataError: as `list_class_folders` and `read_manifest`, when the validation folder
+            has other classes, or when the split leaves no validation example.
+
+    Example:
+        >>> split = split_files("data/pets", None, None, 0.2, 0, (".jpg",))
+        >>> split.class_names
+        ['cat', 'dog']
+    """
+    if path is not None:
+        paths, labels, class_names = list_class_folders(path, extensions)
+        source = f"path='{path}'"
+    else:
+        paths, labels, class_names = read_manifest(manifest)
+        source = f"manifest='{manifest}'"
+    if validation_path is not None:
+        val_paths, val_labels, val_names = list_class_folders(validation_path, extensions)
+        if val_names != class_names:
+            missing = sorted(set(class_names) - set(val_names))
+            extra = sorted(set(val_names) - set(class_names))
+            raise DataError(
+                f"The validation folder {validation_path} has other classes than the "
+                f"training data: missing {missing}, extra {extra}. Give both the same "
+                f"class sub-folders. Received: validation_path='{validation_path}'"
+            )
+        return FileSplit(
+            paths, labels, val_paths, val_labels, class_names, source, paths + val_paths
+        )
+    train_idx, val_idx = stratified_split(labels, validation_split, seed)
+    if len(val_idx) == 0:
+        raise DataError(
+            "The split left no validation examples because every class has a single "
+            "example; add examples or pass validation_path. "
+            f"Received: {source}, num_examples={len(paths)}"
+        )
+    return FileSplit(
+        [paths[i] for i in train_idx],
+        [labels[i] for i in train_idx],
+        [paths[i] for i in val_idx],
+        [labels[i] for i in val_idx],
+        class_names,
+        source,
+        paths,
+    )
 
 
 def class_weights(labels, num_classes, mode, class_names=None):

@@ -8,17 +8,16 @@ keyword spotter on one and fine-tune it on the other.
 """
 
 import concurrent.futures
-import json
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import wave
 
 import numpy as np
 
-from tfft.data import audio
+from tfft.data import audio, generated
+from tfft.data.checks import number
 from tfft.errors import DataError
 
 KEYWORDS_A = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -43,7 +42,6 @@ _ESPEAK = "espeak-ng"
 _INSTALL = "install it: apt-get install espeak-ng"
 # Bump when the clip recipe changes, so sets made by an older version are regenerated.
 _VERSION = 1
-_MARKER = ".complete"
 _WORD = re.compile(r"^[A-Za-z][A-Za-z' -]*$")
 _NOISE_COLOURS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 
@@ -213,7 +211,7 @@ def _check_arguments(words, voices, speeds, pitches, per_word, sample_rate, dura
         pitches=_int_list("pitches", pitches, 0, 99),
         per_word=None if per_word is None else _int_list("per_word", per_word, 1, 10**6)[0],
         sample_rate=_int_list("sample_rate", sample_rate, 4000, 192000)[0],
-        duration=audio._number("duration", duration, minimum=0.1),
+        duration=number("duration", duration, minimum=0.1),
         seed=_int_list("seed", seed, 0, 2**63 - 1)[0],
     )
     settings["samples"] = int(round(settings["sample_rate"] * settings["duration"]))
@@ -226,7 +224,7 @@ def _check_arguments(words, voices, speeds, pitches, per_word, sample_rate, dura
                 "noise_snr_db must be None, a number of dB or a (low, high) pair. "
                 f"Received: noise_snr_db={noise_snr_db!r}"
             )
-        noise_snr_db = [audio._number("noise_snr_db", v) for v in pair]
+        noise_snr_db = [number("noise_snr_db", v) for v in pair]
     settings["noise_snr_db"] = noise_snr_db
     return settings
 
@@ -252,14 +250,6 @@ def _jobs(settings):
                 speed = int(np.clip(round(speed * rng.uniform(0.9, 1.1)), 80, 450))
                 pitch = int(np.clip(pitch + rng.integers(-10, 11), 0, 99))
             yield word, folder, i, voice, speed, pitch, rng
-
-
-def _read_marker(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def make_keyword_set(
@@ -313,29 +303,15 @@ def make_keyword_set(
         words, voices, speeds, pitches, per_word, sample_rate, duration, noise_snr_db, seed
     )
     directory = os.fspath(directory)
-    target = os.path.abspath(directory)
     params = {key: settings[key] for key in sorted(settings) if key != "folders"}
     params["version"] = _VERSION
-    marker = os.path.join(target, _MARKER)
-    if _read_marker(marker) == params:
+    if generated.is_current(directory, params):
         return directory
-    if os.path.exists(target) and not os.path.isdir(target):
-        raise DataError(
-            f"{directory} is a file; pass a folder path for the keyword set. "
-            f"Received: directory='{directory}'"
-        )
-    if os.path.isdir(target) and os.listdir(target) and not os.path.exists(marker):
-        raise DataError(
-            f"{directory} already holds files that are not a keyword set; pass an "
-            f"empty or new folder. Received: directory='{directory}'"
-        )
+    generated.check_folder(directory, "the keyword set", "a keyword set")
     binary = _espeak()
     _check_voices(binary, settings["voices"])
 
-    parent, name = os.path.split(target)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
-    try:
+    def write(staging):
         for folder in settings["folders"]:
             os.makedirs(os.path.join(staging, folder))
         workers = min(8, 2 * (os.cpu_count() or 1))
@@ -346,22 +322,6 @@ def make_keyword_set(
             ]
             for future in futures:
                 future.result()
-        with open(os.path.join(staging, _MARKER), "w") as f:
-            json.dump(params, f)
 
-        if os.path.isdir(target):
-            if _read_marker(marker) == params:  # another process finished first
-                shutil.rmtree(staging)
-                return directory
-            if os.listdir(target):
-                retired = staging[: -len(".partial")] + ".old"
-                os.rename(target, retired)
-                os.rename(staging, target)
-                shutil.rmtree(retired, ignore_errors=True)
-                return directory
-            os.rmdir(target)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    generated.write_folder(directory, params, write)
     return directory

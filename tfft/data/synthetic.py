@@ -14,21 +14,18 @@ The images are drawn with numpy and written as grayscale PNGs in a class-per-fol
 that `tfft.data.image_datasets` reads directly.
 """
 
-import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from tfft.errors import DataError
+from tfft.data import generated
+from tfft.data.checks import check_int
 
 SYNTHETIC_MRI_CLASSES = ("glioma", "meningioma", "no_tumor", "pituitary")
 
 # Bump when the drawing changes, so sets made by an older version are regenerated.
 _VERSION = 1
-_MARKER = ".complete"
 
 
 def _smooth_noise(rng, size, cells):
@@ -126,22 +123,6 @@ def _draw_slice(rng, label, size):
     return np.clip(image, 0.0, 1.0)
 
 
-def _read_marker(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise DataError(
-            f"{name} must be an int >= {minimum}. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
 def make_synthetic_mri(directory, per_class=120, image_size=128, seed=0):
     """Write a synthetic four-class brain-MRI-like image set and return its folder.
 
@@ -170,11 +151,10 @@ def make_synthetic_mri(directory, per_class=120, image_size=128, seed=0):
         >>> sorted(os.listdir(folder))
         ['glioma', 'meningioma', 'no_tumor', 'pituitary']
     """
-    per_class = _check_int("per_class", per_class, 1)
-    image_size = _check_int("image_size", image_size, 32)
-    seed = _check_int("seed", seed, 0)
+    per_class = check_int("per_class", per_class, 1)
+    image_size = check_int("image_size", image_size, 32)
+    seed = check_int("seed", seed, 0)
     directory = os.fspath(directory)
-    target = os.path.abspath(directory)
     params = dict(
         classes=list(SYNTHETIC_MRI_CLASSES),
         per_class=per_class,
@@ -182,24 +162,11 @@ def make_synthetic_mri(directory, per_class=120, image_size=128, seed=0):
         seed=seed,
         version=_VERSION,
     )
-    marker = os.path.join(target, _MARKER)
-    if _read_marker(marker) == params:
+    if generated.is_current(directory, params):
         return directory
-    if os.path.exists(target) and not os.path.isdir(target):
-        raise DataError(
-            f"{directory} is a file; pass a folder path for the synthetic data. "
-            f"Received: directory='{directory}'"
-        )
-    if os.path.isdir(target) and os.listdir(target) and not os.path.exists(marker):
-        raise DataError(
-            f"{directory} already holds files that are not a synthetic set; pass an "
-            f"empty or new folder. Received: directory='{directory}'"
-        )
+    generated.check_folder(directory, "the synthetic data", "a synthetic set")
 
-    parent, name = os.path.split(target)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
-    try:
+    def write(staging):
         for class_index, label in enumerate(SYNTHETIC_MRI_CLASSES):
             os.makedirs(os.path.join(staging, label))
             for i in range(per_class):
@@ -209,22 +176,6 @@ def make_synthetic_mri(directory, per_class=120, image_size=128, seed=0):
                 png = tf.io.encode_png(pixels.astype(np.uint8)[:, :, None]).numpy()
                 with open(os.path.join(staging, label, f"{label}_{i:04d}.png"), "wb") as f:
                     f.write(png)
-        with open(os.path.join(staging, _MARKER), "w") as f:
-            json.dump(params, f)
 
-        if os.path.isdir(target):
-            if _read_marker(marker) == params:  # another process finished first
-                shutil.rmtree(staging)
-                return directory
-            if os.listdir(target):
-                retired = staging[: -len(".partial")] + ".old"
-                os.rename(target, retired)
-                os.rename(staging, target)
-                shutil.rmtree(retired, ignore_errors=True)
-                return directory
-            os.rmdir(target)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    generated.write_folder(directory, params, write)
     return directory

@@ -19,6 +19,8 @@ import tempfile
 
 import numpy as np
 
+from tfft.data import generated
+from tfft.data.checks import check_int
 from tfft.errors import DataError
 
 SUPPORT_TICKET_CLASSES = (
@@ -29,7 +31,6 @@ TICKETS_TEST_CSV = "tickets_test.csv"
 
 # Bump when the phrase pools or the assembly change, so older sets are regenerated.
 _VERSION = 2
-_MARKER = ".complete"
 
 # Problem statements: per class, families of paraphrases of one sub-issue. Statements start
 # in lower case (or with "I" or a slot) so that they can follow a lead-in such as "I'm
@@ -477,12 +478,6 @@ def _ticket(label, split, rng):
     return text
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise DataError(f"{name} must be an int >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
 def _tickets(split, per_class, seed):
     code = {"train": 0, "test": 1}[split]
     texts, labels = [], []
@@ -517,34 +512,12 @@ def support_ticket_splits(per_class_train=16, per_class_test=100, seed=0):
         >>> len(x), len(test_x), names[y[0]] in names
         (96, 300, True)
     """
-    per_class_train = _check_int("per_class_train", per_class_train, 1)
-    per_class_test = _check_int("per_class_test", per_class_test, 1)
-    seed = _check_int("seed", seed, 0)
+    per_class_train = check_int("per_class_train", per_class_train, 1)
+    per_class_test = check_int("per_class_test", per_class_test, 1)
+    seed = check_int("seed", seed, 0)
     train_texts, train_labels = _tickets("train", per_class_train, seed)
     test_texts, test_labels = _tickets("test", per_class_test, seed)
     return train_texts, train_labels, test_texts, test_labels, list(SUPPORT_TICKET_CLASSES)
-
-
-def _read_marker(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _replace(path, write):
-    """Write a file through a temporary name beside it, so readers never see half a file."""
-    folder, name = os.path.split(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def _write_csv(path, texts, labels):
@@ -555,7 +528,7 @@ def _write_csv(path, texts, labels):
             (text, SUPPORT_TICKET_CLASSES[label]) for text, label in zip(texts, labels)
         )
 
-    _replace(path, write)
+    generated.replace_file(path, write)
 
 
 def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=100):
@@ -589,17 +562,13 @@ def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=10
         >>> data.num_train
         96
     """
-    per_class = _check_int("per_class", per_class, 1)
-    test_per_class = _check_int("test_per_class", test_per_class, 1)
-    seed = _check_int("seed", seed, 0)
+    per_class = check_int("per_class", per_class, 1)
+    test_per_class = check_int("test_per_class", test_per_class, 1)
+    seed = check_int("seed", seed, 0)
     if directory is None:
         directory = os.path.join(tempfile.gettempdir(), "tfft-support-tickets")
     directory = os.fspath(directory)
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise DataError(
-            f"{directory} is a file; pass a folder path for the tickets. "
-            f"Received: directory='{directory}'"
-        )
+    generated.check_not_file(directory, "the tickets")
     params = dict(
         classes=list(SUPPORT_TICKET_CLASSES),
         per_class=per_class,
@@ -607,9 +576,9 @@ def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=10
         seed=seed,
         version=_VERSION,
     )
-    marker = os.path.join(directory, _MARKER)
-    if _read_marker(marker) == params:
+    if generated.is_current(directory, params):
         return directory
+    marker = os.path.join(directory, generated.MARKER)
 
     existing = [
         name
@@ -623,11 +592,11 @@ def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=10
         )
     os.makedirs(directory, exist_ok=True)
     # While the CSVs are replaced, the marker matches no parameters.
-    _replace(marker, lambda f: json.dump({"writing": True}, f))
+    generated.replace_file(marker, lambda f: json.dump({"writing": True}, f))
     train_texts, train_labels, test_texts, test_labels, _ = support_ticket_splits(
         per_class, test_per_class, seed
     )
     _write_csv(os.path.join(directory, TICKETS_CSV), train_texts, train_labels)
     _write_csv(os.path.join(directory, TICKETS_TEST_CSV), test_texts, test_labels)
-    _replace(marker, lambda f: json.dump(params, f))
+    generated.replace_file(marker, lambda f: json.dump(params, f))
     return directory
