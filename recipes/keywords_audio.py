@@ -17,7 +17,7 @@ recordings each, from the run's model.keras:
 (`bench/audio_transfer.py` measures exactly that against training from scratch.)
 """
 
-backbone = dict(name="audio_cnn")
+backbone = dict(name="audio_cnn", weights=None)   # trained here from random weights
 
 data = dict(
     kind="audio",

@@ -1,6 +1,6 @@
 """Support-ticket routing with the pretrained MiniLM sentence encoder (all-MiniLM-L6-v2).
 
-Six classes: billing, login, shipping, technical bug, refund, feature request. Point it at
+Six classes: account_access, billing, bug, feature_request, refund, shipping. Point it at
 your tickets, a CSV with `text` and `label` columns (or a JSON-lines file, a folder of .txt
 files per class, a TFDS name):
 

@@ -35,7 +35,7 @@ class Recording(Trainer):
 def pretrained(tones, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tones"
     stages = [{"name": "all", "epochs": 3, "train": "all", "lr": 3e-3}]
-    recipe = Recipe().with_overrides(AUDIO + [f"data.path={tones!r}", "backbone.name='audio_cnn'",
+    recipe = Recipe().with_overrides(AUDIO + [f"data.path={tones!r}", "backbone.name='audio_cnn'", "backbone.weights=None",
                                               "schedule.kind='custom'", f"schedule.stages={stages!r}", "output.log_every=1"])
     trainer = Trainer(recipe, out_dir=str(out), verbose=0)
     return trainer, trainer.run()
@@ -94,3 +94,18 @@ def test_a_saved_backbone_for_other_spectrograms_is_refused(pretrained, tones):
                                               f"backbone.name={os.path.join(trainer.out_dir, 'model.keras')!r}"])
     with pytest.raises(BackboneError, match="takes spectrograms of 59 frames x 32 mels.*59 x 40"):
         Trainer(recipe, verbose=0).plan()
+
+
+def test_spectrograms_reach_imagenet_cnns_as_pixels_through_their_own_preprocessing():
+    from tfft.backbones import build_backbone
+    from tfft.errors import BackboneError
+
+    resnet = build_backbone("ResNet50", weights=None, modality="audio", spectrogram_shape=(59, 32))
+    spectrograms = np.stack([np.zeros((59, 32, 1)), np.full((59, 32, 1), 5.0)]).astype("float32")
+    images = np.asarray(resnet.preprocess(spectrograms))
+    assert images.shape == (2, 59, 32, 3)
+    # 0 -> pixel 128, 5 std -> clipped to 255, then caffe-style BGR mean subtraction.
+    np.testing.assert_allclose(images[0, 0, 0], [128 - 103.939, 128 - 116.779, 128 - 123.68], atol=1e-3)
+    np.testing.assert_allclose(images[1, 0, 0], [255 - 103.939, 255 - 116.779, 255 - 123.68], atol=1e-3)
+    with pytest.raises(BackboneError, match="audio_cnn has no pretrained weights"):
+        build_backbone("audio_cnn", weights="pretrained", modality="audio", spectrogram_shape=(59, 32))

@@ -413,3 +413,12 @@ def test_every_application_builds_with_valid_groups_and_keras_weights_names(key,
 def test_every_family_has_rules_and_every_application_a_family():
     # Every family but tfft's own spectrogram CNN is an application's.
     assert {spec.family for spec in APPLICATIONS.values()} == set(FAMILY_RULES) - {"audio_cnn"}
+
+
+def test_a_saved_application_keeps_its_family_and_preprocessing(tmp_path):
+    import keras as _keras
+
+    path = tmp_path / "resnet.keras"
+    _keras.applications.ResNet50(weights=None, include_top=False, input_shape=(32, 32, 3)).save(path)
+    backbone = load_backbone_file(str(path))
+    assert backbone.family == "resnet" and backbone.preprocess is _keras.applications.resnet.preprocess_input

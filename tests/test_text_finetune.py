@@ -80,6 +80,14 @@ def test_layerwise_decay_moves_layers_in_order_and_frozen_layers_not_at_all(tick
         moved[name] = np.mean([np.abs(a - b).mean() for a, b in zip(before[name], after[name]) if a.ndim == 2])
     assert 0 < moved["transformer_layer_3"] < moved["transformer_layer_4"] < moved["transformer_layer_5"], moved
     assert set(metrics["per_class"]) == set(TEXTS)
+    # The fine-tuned text model loads again with tfft's and keras-hub's layers registered.
+    import subprocess
+    import sys
+
+    script = ("import tfft, keras_hub, keras; m = keras.models.load_model("
+              f"{str(tmp_path / 'run' / 'model.keras')!r}); print(m.output.shape)")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert loaded.returncode == 0 and "(None, 3)" in loaded.stdout, loaded.stderr[-800:]
     if metrics["accuracy"] < 1.0:  # the misclassified texts are shown at each stage end
         from tensorboard.backend.event_processing import event_accumulator as ea
 

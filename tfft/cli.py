@@ -122,7 +122,7 @@ def format_stage(stage_plan, count):
         f"stage {stage_plan.index + 1}/{count} '{stage.name}': epochs {start + 1}-{end} ({stage.epochs}), "
         f"{stage_plan.steps} steps, lr {stage.lr:g} {stage.shape}"
         + (f" warmup {stage.warmup:g}" if stage.warmup else "")
-        + (", BatchNorm trains" if stage.train_bn else ""),
+        + (", BatchNorm trains" if stage_plan.batchnorm_trains else ""),
         f"  {'group':<{width}} {'trains':<7} {'trainable params':>17} {'lr':>10}",
     ]
     for name, trains, params, lr in stage_plan.groups:

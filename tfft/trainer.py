@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfft import evaluation
-from tfft.batchnorm import recompute_batchnorm_statistics
+from tfft.batchnorm import batchnorm_layers, recompute_batchnorm_statistics
 from tfft.callbacks import examples
 from tfft.callbacks.checkpoints import StageCheckpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
@@ -54,6 +54,7 @@ class StagePlan:
         steps: optimizer steps of the stage.
         groups: one row per group, head last: `(name, trains, trainable_params, lr)`, where
             `lr` is the stage's peak rate times the group's factor (0 when frozen).
+        batchnorm_trains: whether BatchNorm layers train in this stage.
     """
 
     index: int
@@ -61,6 +62,7 @@ class StagePlan:
     epochs: tuple
     steps: int
     groups: list
+    batchnorm_trains: bool = False
 
     @property
     def trainable_params(self):
@@ -188,8 +190,9 @@ class Trainer:
     def build_metrics(self):
         """Return the metrics compiled with the model."""
         if self.datasets.multi_label:
-            # On logits, threshold 0 is probability 0.5.
-            return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]
+            # On logits, threshold 0 is probability 0.5. Per label, so not named "accuracy":
+            # the report's accuracy is the exact-match ratio.
+            return [keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)]
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def build_callbacks(self, stage, index):
@@ -274,7 +277,9 @@ class Trainer:
             factors = stage.factors(self.group_names)
             apply_freezing(self.groups, trained, stage.train_bn)
             rows = [(g.name, g.name in trained, g.num_trainable_params, stage.lr * factors[g.name]) for g in self.groups]
-            plans.append(StagePlan(index, stage, bounds, stage.epochs * self.steps_per_epoch, rows))
+            batchnorm = stage.train_bn and any(
+                layer.trainable for g in self.groups if g.name in trained for layer in batchnorm_layers_of(g))
+            plans.append(StagePlan(index, stage, bounds, stage.epochs * self.steps_per_epoch, rows, batchnorm))
         return plans
 
     # -- running ---------------------------------------------------------------------------
@@ -422,7 +427,7 @@ class Trainer:
         # Saved under a temporary name and renamed, so `model.keras` is always whole.
         final = os.path.join(self.out_dir, "model.keras")
         partial = os.path.join(self.out_dir, "model.partial.keras")
-        keras.Model(self.model.inputs, self.model.outputs, name=self.model.name).save(partial)
+        keras.Model(self.model.input, self.model.output, name=self.model.name).save(partial)
         os.replace(partial, final)
 
     @property
@@ -453,6 +458,11 @@ class Trainer:
         evaluation.write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
         if self.recipe.source and os.path.isfile(self.recipe.source):
             shutil.copyfile(self.recipe.source, os.path.join(self.out_dir, "recipe.py"))
+
+
+def batchnorm_layers_of(group):
+    """BatchNorm layers inside a group's layers."""
+    return [bn for layer in group.layers for bn in batchnorm_layers(layer)]
 
 
 def _names(class_names, flags):

@@ -102,19 +102,20 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         from tfft.backbones import audio
 
         if name == audio.AUDIO_CNN:
+            if weights is not None:
+                raise BackboneError(
+                    "audio_cnn has no pretrained weights: set backbone.weights=None to train it, then fine-tune "
+                    f"its model.keras for transfer. Received: weights={weights!r}"
+                )
             return audio.build_audio_cnn(tuple(spectrogram_shape) + (1,))
         backbone = _application(name, weights, tuple(spectrogram_shape), load_weights)
-        # ImageNet CNNs read the spectrogram as an image: one channel repeated to three,
-        # already normalised by the audio pipeline (no ImageNet pixel scaling).
-        backbone.preprocess = audio.repeat_channels(3)
+        backbone.preprocess = audio.spectrogram_to_image(backbone.preprocess)
         return backbone
     if modality == "text":
         from tfft.backbones import hub
 
-        backbone = hub.build_text_encoder(name, weights=weights if load_weights else None,
-                                          sequence_length=sequence_length, pooling=pooling)
-        backbone.pretrained = weights is not None
-        return backbone
+        return hub.build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling,
+                                      load_weights=load_weights)
     spec = applications.get_application(name)
     if family is not None and family != spec.family:
         raise BackboneError(
@@ -141,10 +142,18 @@ def _check_spectrogram_input(backbone, spectrogram_shape):
             "trained with."
         )
     channels = backbone.model.input_shape[-1]
-    if channels != 1:
+    if channels == 3:
         from tfft.backbones import audio
 
-        backbone.preprocess = audio.repeat_channels(channels)
+        # Fed as tfft feeds an ImageNet CNN spectrograms (an application fine-tuned earlier).
+        backbone.preprocess = audio.spectrogram_to_image(backbone.preprocess)
+    elif channels != 1:
+        raise BackboneError(
+            f"Backbone '{backbone.name}' takes {channels} input channels; spectrograms have 1 (or 3 for an "
+            "image CNN)."
+        )
+    else:
+        backbone.preprocess = None
 
 
 def imagenet_weights_available(name, input_size=224):

@@ -6,7 +6,8 @@ Two routes, as in audio transfer learning practice:
   enough to pretrain on your own recordings (or on tfft's keyword set) and fine-tune later
   from its `.keras` file.
 - A Keras application (ResNet50, EfficientNetB0, ...) on the spectrogram as an image: the
-  single channel is repeated to three, so ImageNet weights apply unchanged.
+  normalised spectrogram is mapped to pixel values, its channel repeated to three, and the
+  application's own preprocessing applied, so ImageNet weights see inputs on their scale.
 """
 
 import keras
@@ -52,10 +53,15 @@ def build_audio_cnn(input_shape):
     )
 
 
-def repeat_channels(channels):
-    """A pipeline step giving a 1-channel spectrogram batch `channels` channels."""
+def spectrogram_to_image(preprocess):
+    """A pipeline step turning normalised spectrograms (mean 0, std 1) into what an ImageNet
+    CNN expects: pixel values 128 + 64·x clipped to 0–255, three channels, then the
+    application's own `preprocess` (several applications rescale pixels inside the model,
+    and would squash unscaled spectrograms to near-constant inputs)."""
 
-    def preprocess(spectrograms):
-        return keras.ops.repeat(spectrograms, channels, axis=-1) if channels != 1 else spectrograms
+    def to_image(spectrograms):
+        pixels = keras.ops.clip(128.0 + 64.0 * spectrograms, 0.0, 255.0)
+        pixels = keras.ops.repeat(pixels, 3, axis=-1)
+        return preprocess(pixels) if preprocess is not None else pixels
 
-    return preprocess
+    return to_image

@@ -16,10 +16,11 @@ CLASSIFIER_NAME = "tfft_classifier"
 
 
 def _unwrap_classifier(model):
-    if model.name == CLASSIFIER_NAME and len(model.layers) > 1:
-        nested = model.layers[1]
-        if isinstance(nested, keras.Model):
-            return nested
+    if model.name == CLASSIFIER_NAME:
+        # After the input layer(s) (several for a text encoder) comes the nested backbone.
+        nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if nested:
+            return nested[0]
     return model
 
 
@@ -80,9 +81,11 @@ def load_backbone_file(path, family=None):
     if family is None:
         family = _family_of(model.name)
         rules = family_rules(family) if family else None
+    # A Keras application fine-tuned earlier still wants its own pixel preprocessing.
+    spec = find_application(model.name)
     return Backbone(
         model=model,
-        preprocess=None,
+        preprocess=spec.preprocess if spec is not None else None,
         rules=rules,
         family=family or "custom",
         name=model.name,

@@ -55,6 +55,17 @@ class MaskedMeanPooling(keras.layers.Layer):
         return (sequence_shape[0], sequence_shape[-1])
 
 
+@keras.saving.register_keras_serializable(package="tfft")
+class ClsToken(keras.layers.Layer):
+    """The first token's vector, `[batch, hidden]`, for encoders without a pooler."""
+
+    def call(self, sequence):
+        return sequence[:, 0, :]
+
+    def compute_output_shape(self, sequence_shape):
+        return (sequence_shape[0], sequence_shape[-1])
+
+
 def resolve_preset(name):
     """Turn a backbone name into something `keras_hub` `from_preset` accepts.
 
@@ -86,7 +97,7 @@ def resolve_preset(name):
     return name
 
 
-def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling="avg"):
+def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling="avg", load_weights=True):
     """Load a keras-hub text encoder and its preprocessor as a `Backbone`.
 
     Args:
@@ -94,6 +105,7 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
         weights: `"pretrained"` (the preset's weights) or None (random initialisation).
         sequence_length: tokens per text after the preprocessor pads or truncates.
         pooling: `"avg"` (masked mean of token vectors) or `"cls"` (the pooler's output).
+        load_weights: False builds the architecture only (a dry run).
 
     Returns:
         A `Backbone` whose `preprocess` maps a batch of strings to the encoder's inputs.
@@ -113,7 +125,7 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
         raise BackboneError(f"Text pooling must be one of {list(POOLINGS)}. Received: pooling={pooling!r}")
     preset = resolve_preset(name)
     try:
-        encoder = keras_hub.models.Backbone.from_preset(preset, load_weights=weights is not None)
+        encoder = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights and weights is not None)
         preprocessor = _preprocessor(keras_hub, preset, sequence_length)
     except (OSError, ValueError, ConnectionError) as error:
         raise BackboneError(
@@ -162,7 +174,7 @@ def _pooled_model(encoder, pooling, pad_token_id):
                 keras.ops.not_equal(inputs["token_ids"], pad_token_id)
             features = MaskedMeanPooling(name="masked_mean_pooling")(sequence, mask)
         else:
-            features = keras.layers.Lambda(lambda x: x[:, 0, :], name="cls_token")(sequence)
+            features = ClsToken(name="cls_token")(sequence)
     return keras.Model(inputs, features, name=encoder.name)
 
 

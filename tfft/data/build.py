@@ -154,7 +154,8 @@ def _synthetic(config, input_size, verbose):
     if config.kind == "audio":
         from tfft.data.speech import KEYWORDS_A, make_keyword_set
 
-        directory = os.path.join(cache_dir(), f"keywords_{config.sample_rate}hz_{per_class or 'all'}_seed{config.seed}")
+        directory = os.path.join(
+            cache_dir(), f"keywords_{config.sample_rate}hz_{config.duration:g}s_{per_class or 'all'}_seed{config.seed}")
         _say(verbose, expected, directory)
         return make_keyword_set(directory, KEYWORDS_A, per_word=per_class, sample_rate=config.sample_rate,
                                 duration=config.duration, seed=config.seed)
