@@ -5,7 +5,6 @@ import pytest
 from tfft.errors import GroupError
 from tfft.freezing import (
     GroupRules,
-    LayerGroup,
     apply_freezing,
     groups_by_depth,
     layer_groups,

@@ -27,7 +27,6 @@ import shutil
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfft import evaluation
 from tfft.batchnorm import batchnorm_layers, recompute_batchnorm_statistics
