@@ -47,7 +47,7 @@ def test_user_mistakes_end_in_one_line_and_exit_code_2(tmp_path, data_dir):
     recipe = write_recipe(tmp_path / "tiny.py", TINY.format(data=data_dir))
     _one_line_error(_invoke("run", tmp_path / "missing.py"), "Recipe file not found")
     _one_line_error(_invoke("run", recipe, "--set", "schedule.epoch=3"), "Unknown recipe key 'schedule.epoch'", "Did you mean 'epochs'?")
-    _one_line_error(_invoke("plan", recipe, "--set", "schedule.lr=fast"), "schedule.lr must be float")
+    _one_line_error(_invoke("plan", recipe, "--set", "schedule.lr=fast"), "schedule.lr must be a rate or 'find'")
     syntax = write_recipe(tmp_path / "syntax.py", "data = dict(path=\n")
     _one_line_error(_invoke("run", syntax), "Syntax error in recipe", "line 1")
     stages = "[{'epochs': 1, 'train': ['conv9'], 'lr': 0.01}]"

@@ -38,8 +38,8 @@ def test_training_crops_change_every_epoch_and_validation_is_centred(tmp_path):
     root = _tree(tmp_path / "data", seconds=0.5)
     data = audio_datasets(root, **FEATURES, batch_size=8, seed=1)
 
-    first, labels = _batches(data.train)
-    second, _ = _batches(data.train)
+    first, labels = _batches(data.epoch(0))
+    second, _ = _batches(data.epoch(1))
     assert first.shape == (data.num_train, FRAMES, 16, 1)
     # Random crops: no spectrogram of the first epoch comes back in the second.
     assert not any(np.allclose(a, b) for a in first for b in second)
@@ -138,8 +138,8 @@ def test_augmentation_only_touches_training_batches(tmp_path):
     np.testing.assert_array_equal(val_first, val_plain)
     np.testing.assert_array_equal(val_first, val_second)
 
-    first, labels = _batches(augmented.train)
-    second, _ = _batches(augmented.train)
+    first, labels = _batches(augmented.epoch(0))
+    second, _ = _batches(augmented.epoch(1))
     assert not any(np.allclose(a, b) for a in first for b in second)
     # Masked bins are exactly zero: whole frames and whole mel bands.
     for spectrogram in first[..., 0]:

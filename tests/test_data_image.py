@@ -400,7 +400,7 @@ def test_augmentation_only_touches_training_batches(tmp_path):
     plain_batch, plain_labels = next(iter(plain.train))
     np.testing.assert_array_equal(aug_labels, plain_labels)
     assert not np.allclose(aug_batch, plain_batch)
-    assert not np.allclose(_stack(augmented.train)[0], _stack(augmented.train)[0])
+    assert not np.allclose(_stack(augmented.epoch(0))[0], _stack(augmented.epoch(1))[0])
 
     first, first_labels = _stack(augmented.validation)
     second, _ = _stack(augmented.validation)
@@ -415,7 +415,7 @@ def test_augmentation_only_touches_training_batches(tmp_path):
 def test_training_order_changes_every_epoch(tmp_path):
     root = _tree(tmp_path, {"cat": 8, "dog": 8})
     data = image_datasets(root, image_size=SIZE, batch_size=16, validation_split=0.25)
-    epochs = [_stack(data.train)[0] for _ in range(3)]
+    epochs = [_stack(data.epoch(e))[0] for e in range(3)]
     assert not all(np.array_equal(epochs[0], epoch) for epoch in epochs[1:])
     # Reshuffled, not resampled: the same examples each epoch.
     sums = [np.sort(epoch.sum(axis=(1, 2, 3))) for epoch in epochs]

@@ -279,7 +279,7 @@ def test_validation_order_is_fixed_and_training_reshuffles(tmp_path):
     assert examples == passes[0][0]
     assert [int(y) for _, y in data.validation_examples] == passes[0][1].tolist()
 
-    epochs = [_stack(data.train)[0] for _ in range(3)]
+    epochs = [_stack(data.epoch(e))[0] for e in range(3)]
     assert epochs[0] != epochs[1] or epochs[1] != epochs[2]
     assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(epochs[2])
 

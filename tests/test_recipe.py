@@ -29,7 +29,7 @@ def test_overrides_are_type_checked(tmp_path):
     assert recipe.schedule.lr == 1.0 and isinstance(recipe.schedule.lr, float)
     assert recipe.data.augment["flip"] is False and recipe.data.augment["rotation"] == 0.05
     assert recipe.data.path == "2024"
-    with pytest.raises(RecipeError, match=r"schedule.epochs must be int. Received: schedule.epochs='many'"):
+    with pytest.raises(RecipeError, match=r"schedule.epochs must be float or None. Received: schedule.epochs='many'"):
         load_recipe(path, overrides=["schedule.epochs=many"])
     with pytest.raises(RecipeError, match=r"Unknown recipe key 'data.pth'. Did you mean 'path'\?"):
         load_recipe(path, overrides=["data.pth=/x"])

@@ -2,37 +2,70 @@ import numpy as np
 import pytest
 
 from tfft.errors import GroupError, RecipeError
-from tfft.schedules import ScheduleConfig, Stage, StageLearningRate, build_stages, plan_epochs, stage_rate
+from tfft.schedules import ScheduleConfig, Stage, StageLearningRate, build_stages, plan_steps, stage_rate
 
 NAMES = ["stem", "conv2", "conv3", "conv4"]
 
 
 def test_two_phase_is_head_then_top_groups_at_a_low_rate():
-    stages = build_stages(ScheduleConfig(kind="two_phase", head_epochs=2, epochs=5, unfreeze=2, lr=1e-3, finetune_lr=1e-4), NAMES)
+    config = ScheduleConfig(kind="two_phase", head_epochs=2, epochs=5, unfreeze=2, lr=1e-3, finetune_lr=1e-4)
+    stages = build_stages(config, NAMES, steps_per_epoch=10)
     assert [s.name for s in stages] == ["head", "finetune"]
     assert stages[0].trained_groups(NAMES) == {"head"}
     assert stages[1].trained_groups(NAMES) == {"head", "conv3", "conv4"}
-    assert [s.epochs for s in stages] == [2, 3]
+    assert [s.steps for s in stages] == [20, 30] and [s.epochs for s in stages] == [2, 3]
     assert stages[1].lr == 1e-4 and stages[1].shape == "warmup_cosine"
-    assert plan_epochs(stages) == [(0, 2), (2, 5)]
+    assert plan_steps(stages) == [(0, 20), (20, 50)]
+    assert "the top 2 groups" in stages[1].purpose
 
 
 def test_gradual_unfreezing_adds_one_group_from_the_top_per_step():
-    stages = build_stages(ScheduleConfig(kind="gradual_unfreezing", head_epochs=1, stage_epochs=1, epochs=7), NAMES)
+    stages = build_stages(ScheduleConfig(kind="gradual_unfreezing", head_epochs=1, stage_epochs=1, epochs=7), NAMES, 10)
     trained = [sorted(s.trained_groups(NAMES)) for s in stages]
     assert trained[1] == ["conv4", "head"]
     assert trained[2] == ["conv3", "conv4", "head"]
     assert trained[-1] == sorted(NAMES + ["head"])
-    assert [s.epochs for s in stages] == [1, 1, 1, 1, 3]
-    with pytest.raises(RecipeError, match="schedule.epochs=3 leaves no epoch"):
-        build_stages(ScheduleConfig(kind="gradual_unfreezing", head_epochs=1, epochs=3), NAMES)
+    assert [s.steps for s in stages] == [10, 10, 10, 10, 30]
+    with pytest.raises(RecipeError, match="leave no step after the head stage and 3 stages"):
+        build_stages(ScheduleConfig(kind="gradual_unfreezing", head_epochs=1, stage_epochs=1, epochs=3), NAMES, 10)
 
 
-def test_chain_thaw_trains_each_group_alone_from_the_bottom_then_all():
-    stages = build_stages(ScheduleConfig(kind="chain_thaw"), NAMES)
+def test_chain_thaw_trains_each_group_beside_the_head_from_the_bottom_then_all():
+    stages = build_stages(ScheduleConfig(kind="chain_thaw"), NAMES, 10)
     assert [s.name for s in stages] == ["head", "thaw_stem", "thaw_conv2", "thaw_conv3", "thaw_conv4", "all"]
-    assert stages[1].trained_groups(NAMES) == {"stem"}
+    assert stages[1].trained_groups(NAMES) == {"stem", "head"}
     assert stages[-1].trained_groups(NAMES) == set(NAMES) | {"head"}
+    assert "chain-thaw" in stages[1].purpose
+
+
+@pytest.mark.parametrize("kind", ["two_phase", "gradual_unfreezing", "chain_thaw"])
+def test_every_builtin_schedule_honours_the_total_it_is_given(kind):
+    for epochs, per_epoch in [(3, 7), (12, 1), (0.5, 100)]:
+        stages = build_stages(ScheduleConfig(kind=kind, epochs=epochs), NAMES, per_epoch)
+        assert sum(s.steps for s in stages) == round(epochs * per_epoch), (kind, epochs)
+    assert sum(s.steps for s in build_stages(ScheduleConfig(kind=kind, steps=345), NAMES, 9)) == 345
+
+
+def test_default_budget_has_a_floor_for_small_data_and_a_cap_for_large():
+    small = build_stages(ScheduleConfig(), NAMES, steps_per_epoch=4)      # 50 examples, batch 16
+    assert sum(s.steps for s in small) == 400 and "raised to schedule.min_steps=400" in small[0].why
+    medium = build_stages(ScheduleConfig(), NAMES, steps_per_epoch=1563)  # 50,000 examples, batch 32
+    assert sum(s.steps for s in medium) == 6 * 1563 and "default budget: 6 epochs" in medium[1].why
+    huge = build_stages(ScheduleConfig(max_steps=5000), NAMES, steps_per_epoch=40000)
+    assert sum(s.steps for s in huge) == 5000 and "capped at schedule.max_steps=5000" in huge[0].why
+    assert [s.steps for s in small] == [133, 267]
+
+
+def test_stages_shorter_than_an_epoch():
+    twelve = [f"layer{i}" for i in range(12)]
+    stages = build_stages(ScheduleConfig(kind="gradual_unfreezing", head_epochs=0.5, stage_epochs=0.25), twelve, 40)
+    assert [s.steps for s in stages] == [20] + [10] * 12
+    assert stages[1].epochs == 0.25
+    fitted = build_stages(ScheduleConfig(kind="gradual_unfreezing", epochs=3), twelve, 40)
+    assert sum(s.steps for s in fitted) == 120 and len(fitted) == 13
+    custom = build_stages(ScheduleConfig(kind="custom", stages=[dict(steps=7, train="head", lr=1e-3),
+                                                                dict(epochs=0.25, train="all", lr=1e-4)]), NAMES, 40)
+    assert [s.steps for s in custom] == [7, 10] and custom[1].why == "schedule.stages[1].epochs=0.25 x 40 steps per epoch"
 
 
 def test_custom_stages_and_their_errors():
@@ -40,17 +73,17 @@ def test_custom_stages_and_their_errors():
         dict(name="warm", epochs=1, train="head", lr=1e-3),
         dict(epochs=2, train=["head", "conv4"], lr=1e-4, multipliers={"conv4": 0.5}, shape="one_cycle"),
     ])
-    stages = build_stages(config, NAMES)
+    stages = build_stages(config, NAMES, 10)
     assert [s.name for s in stages] == ["warm", "stage1"]
     assert stages[1].factors(NAMES)["conv4"] == 0.5
     with pytest.raises(RecipeError, match=r"unknown keys \['epoch'\]"):
-        build_stages(ScheduleConfig(kind="custom", stages=[dict(epoch=1, train="head", lr=1e-3)]), NAMES)
+        build_stages(ScheduleConfig(kind="custom", stages=[dict(epoch=1, train="head", lr=1e-3)]), NAMES, 10)
     with pytest.raises(GroupError, match="Unknown layer group 'conv9'"):
-        build_stages(ScheduleConfig(kind="custom", stages=[dict(epochs=1, train=["conv9"], lr=1e-3)]), NAMES)
+        build_stages(ScheduleConfig(kind="custom", stages=[dict(epochs=1, train=["conv9"], lr=1e-3)]), NAMES, 10)
     with pytest.raises(RecipeError, match="multipliers name unknown layer groups"):
-        build_stages(ScheduleConfig(kind="custom", stages=[dict(epochs=1, train="all", lr=1e-3, multipliers={"x": 1})]), NAMES)
+        build_stages(ScheduleConfig(kind="custom", stages=[dict(epochs=1, train="all", lr=1e-3, multipliers={"x": 1})]), NAMES, 10)
     with pytest.raises(RecipeError, match="Unknown schedule kind"):
-        build_stages(ScheduleConfig(kind="cosine"), NAMES)
+        build_stages(ScheduleConfig(kind="cosine"), NAMES, 10)
 
 
 def test_discriminative_decay_counts_depth_over_trained_groups():

@@ -170,7 +170,7 @@ def test_plan_lists_groups_params_and_rates(data_dir):
     assert first.trainable_params == 32 * 3 + 3
     rates = {row[0]: row[3] for row in second.groups}
     assert rates == {"stem": 0.0, "conv2": 0.0, "conv3": pytest.approx(0.0025), "conv4": pytest.approx(0.005), "head": 0.01}
-    assert second.steps == trainer.steps_per_epoch and second.epochs == (1, 2)
+    assert second.steps == trainer.steps_per_epoch and second.bounds == (4, 8) and second.epochs == 1
 
 
 def test_existing_run_directory_is_refused(data_dir, tmp_path):
@@ -248,4 +248,5 @@ def test_early_stopping_ends_a_stage_and_the_next_starts_as_planned(data_dir, tm
     trainer = TinyTrainer(_recipe(data_dir, "schedule.kind='custom'", f"schedule.stages={stages!r}"),
                           out_dir=str(tmp_path / "run"), verbose=0)
     metrics = trainer.run()
-    assert [(s["name"], s["epochs_run"], s["epochs"]) for s in metrics["stages"]] == [("still", 2, [0, 4]), ("next", 1, [4, 5])]
+    # Four steps an epoch: the first stage stops after two validations, 8 of its 16 steps.
+    assert [(s["name"], s["steps_run"], s["steps"]) for s in metrics["stages"]] == [("still", 8, 16), ("next", 4, 4)]

@@ -21,6 +21,24 @@ def batchnorm_layers(model):
     return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+def untrained_statistics(model):
+    """Whether `model` has BatchNorm layers and every one holds its initial statistics
+    (moving mean 0, moving variance 1): weights that were never trained, whatever the file.
+
+    Example:
+        >>> untrained_statistics(keras.applications.ResNet50(weights=None))
+        True
+    """
+    layers = batchnorm_layers(model)
+    if not layers:
+        return False
+    for layer in layers:
+        mean, variance = keras.ops.convert_to_numpy(layer.moving_mean), keras.ops.convert_to_numpy(layer.moving_variance)
+        if mean.any() or (variance != 1.0).any():
+            return False
+    return True
+
+
 def recompute_batchnorm_statistics(model, dataset, batches=20):
     """Replace the moving statistics of every *trainable* BatchNorm layer by their average
     over `batches` batches of `dataset`, computed with the current weights.

@@ -106,27 +106,68 @@ def plan(recipe_path, overrides, demo):
     plans = trainer.plan()
     click.echo(
         f"{recipe.backbone.name}: {len(trainer.group_names)} layer groups, {trainer.num_classes} classes, "
-        f"{trainer.steps_per_epoch} steps per epoch"
+        f"{trainer.datasets.num_train} training examples, {trainer.steps_per_epoch} steps per epoch, "
+        f"{sum(p.steps for p in plans)} steps in all"
     )
+    if trainer.backbone.note:
+        click.echo(trainer.backbone.note)
     for stage_plan in plans:
         click.echo(format_stage(stage_plan, len(plans)))
 
 
+@main.command("lr-find")
+@click.argument("recipe_path", metavar="RECIPE")
+@_set_option
+@click.option("--stage", "stage_name", default=None,
+              help="The stage to sweep (default: the first whose rate is 'find', else the first).")
+@click.option("--steps", default=100, show_default=True, help="Steps of the sweep.")
+@click.option("--out", "out_dir", default=None, help="Directory for lr_find.png, lr_find.json and TensorBoard logs "
+              "(default: runs/<recipe name>-lr-find).")
+@click.option("--overwrite", is_flag=True, help="Replace a directory that already holds files.")
+@_demo_option
+@_user_errors
+def lr_find(recipe_path, overrides, stage_name, steps, out_dir, overwrite, demo):
+    """Learning-rate range test of one stage of RECIPE: the suggested rate and its curve.
+
+    The stages before it train first, as the recipe says; the sweep itself leaves the
+    weights as they were.
+    """
+    recipe = _load(recipe_path, overrides, demo)
+    from tfft.trainer import Trainer, _default_run_dir
+
+    out_dir = out_dir or _default_run_dir(recipe) + "-lr-find"
+    trainer = (recipe.trainer or Trainer)(recipe, out_dir=out_dir, overwrite=overwrite, verbose=0)
+    stage, test = trainer.range_test(stage_name, steps=steps)
+    key = "schedule.lr" if stage.train == ("head",) else "schedule.finetune_lr"
+    trained = sorted(stage.trained_groups(trainer.group_names), key=[g.name for g in trainer.groups].index)
+    click.echo(f"stage '{stage.name}' (trains {', '.join(trained)}): {len(test.rates)} sweep steps from "
+               f"{test.rates[0]:.2g} to {test.rates[-1]:.2g}; stopped at {test.stopped}")
+    click.echo(f"suggested learning rate: {test.suggestion:.3g}, by the rule {test.rule}")
+    click.echo(f"wrote {os.path.join(out_dir, 'lr_find.png')} and {os.path.join(out_dir, 'lr_find.json')}; "
+               f"tensorboard --logdir {os.path.join(out_dir, 'tensorboard')}")
+    click.echo(f"use it: --set {key}={test.suggestion:.3g}")
+
+
 def format_stage(stage_plan, count):
-    """Format one `StagePlan` as a small table."""
+    """Format one `StagePlan` as a small table, with how long it runs and why."""
     stage = stage_plan.stage
-    start, end = stage_plan.epochs
+    start, end = stage_plan.bounds
     width = max(14, *(len(row[0]) + 1 for row in stage_plan.groups))
+    lr = "found by the learning-rate finder at the stage's start" if stage.lr == "find" else f"{stage.lr:g}"
     lines = [
         "",
-        f"stage {stage_plan.index + 1}/{count} '{stage.name}': epochs {start + 1}-{end} ({stage.epochs}), "
-        f"{stage_plan.steps} steps, lr {stage.lr:g} {stage.shape}"
+        f"stage {stage_plan.index + 1}/{count} '{stage.name}': steps {start + 1}-{end} ({stage_plan.steps} steps, "
+        f"{stage_plan.epochs:.3g} epochs), lr {lr} {stage.shape}"
         + (f" warmup {stage.warmup:g}" if stage.warmup else "")
         + (", BatchNorm trains" if stage_plan.batchnorm_trains else ""),
-        f"  {'group':<{width}} {'trains':<7} {'trainable params':>17} {'lr':>10}",
+        f"  length: {stage.why}",
     ]
-    for name, trains, params, lr in stage_plan.groups:
-        lines.append(f"  {name:<{width}} {'yes' if trains else 'no':<7} {params:>17,} {(f'{lr:.3g}' if trains else '-'):>10}")
+    if stage.purpose:
+        lines.append(f"  trains: {stage.purpose}")
+    lines.append(f"  {'group':<{width}} {'trains':<7} {'trainable params':>17} {'lr':>10}")
+    for name, trains, params, rate in stage_plan.groups:
+        shown = "-" if not trains else ("find" if rate is None else f"{rate:.3g}")
+        lines.append(f"  {name:<{width}} {'yes' if trains else 'no':<7} {params:>17,} {shown:>10}")
     lines.append(f"  {'total':<{width}} {'':<7} {stage_plan.trainable_params:>17,}")
     return "\n".join(lines)
 

@@ -114,9 +114,16 @@ def batches_for_replicas(datasets, replicas, batch_size):
             "examples: lower it so that every replica gets a full batch."
         )
     size = validation_batch_size(datasets.num_validation, batch_size, replicas)
+    epoch = datasets.train_epoch
+
+    def train_epoch(index, skip=0):
+        # The short last batch is dropped first, so `skip` counts the batches that remain.
+        return epoch(index).rebatch(batch_size, drop_remainder=True).skip(skip)
+
     return dataclasses.replace(
         datasets,
-        train=datasets.train.rebatch(batch_size, drop_remainder=True),
+        train_epoch=train_epoch,
+        drop_remainder=True,
         validation=datasets.validation.rebatch(size),
     )
 

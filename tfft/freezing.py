@@ -47,6 +47,11 @@ class LayerGroup:
         return [v for layer in self.layers for v in layer.weights]
 
     @property
+    def trainable_candidates(self):
+        """The variables the group trains when unfrozen (not BatchNorm statistics)."""
+        return [v for layer in self.layers for v in _trainable_candidates(layer)]
+
+    @property
     def num_params(self):
         """Parameters the group would train if unfrozen (BatchNorm statistics excluded)."""
         return _count(v for layer in self.layers for v in _trainable_candidates(layer))

@@ -1,7 +1,8 @@
 """Optimizers with a learning-rate factor per variable, for per-group rates.
 
-`AdamW` and `SGD` here are Keras's, with one addition: `set_factors` gives each variable a
-factor that multiplies the learning rate (discriminative fine-tuning). A factor of 0 skips
+`AdamW` and `SGD` here are Keras's, with two additions: `set_factors` gives each variable a
+factor that multiplies the learning rate (discriminative fine-tuning), and `set_anchors`
+pulls variables toward their pretrained values (L2-SP). A factor of 0 skips
 the variable entirely: neither it nor its moments change. Weight decay is applied in the
 update step, scaled by the same factor, so a group held at 0 does not decay either.
 
@@ -24,6 +25,33 @@ class _GroupRates:
             return
         super().build(var_list)
         self._factors = [1.0] * len(var_list)
+        self._anchors = [None] * len(var_list)
+        self._anchor_strength = 0.0
+
+    def set_anchors(self, pairs, strength):
+        """L2-SP: pull each variable of `pairs` toward its anchor (its pretrained value).
+
+        Every step moves such a variable by `strength x rate x (anchor - variable)`,
+        decoupled from the gradient as AdamW's weight decay is, and instead of that decay;
+        variables without an anchor keep the decay toward zero. Takes effect at the next
+        trace of the train function.
+
+        Args:
+            pairs: `(variable, anchor)` pairs; an anchor is a non-trainable variable or a
+                tensor holding the value to pull toward.
+            strength: the pull per unit of learning rate.
+
+        Example:
+            >>> anchors = [tf.Variable(v.numpy(), trainable=False) for v in backbone.trainable_weights]
+            >>> optimizer.set_anchors(zip(backbone.trainable_weights, anchors), strength=10.0)
+        """
+        if not self.built:
+            raise RuntimeError("Build the optimizer over every trainable variable before setting anchors.")
+        self._anchor_strength = float(strength)
+        for variable, anchor in pairs:
+            index = self._trainable_variables_indices.get(self._var_key(variable))
+            if index is not None:
+                self._anchors[index] = anchor
 
     def set_factors(self, factors):
         """Set the learning-rate factor of each variable.
@@ -54,11 +82,16 @@ class _GroupRates:
     def update_step(self, gradient, variable, learning_rate):
         # Under a distribution strategy `variable` is the raw tf.Variable of one replica;
         # `_get_variable_index` maps it back all the same.
-        factor = self._factors[self._get_variable_index(variable)]
+        index = self._get_variable_index(variable)
+        factor = self._factors[index]
         if factor == 0.0:
             return
         learning_rate = ops.multiply(ops.cast(learning_rate, variable.dtype), factor)
-        if self.decoupled_weight_decay and len(variable.shape) > 1:
+        anchor = self._anchors[index] if self._anchor_strength else None
+        if anchor is not None:
+            pull = learning_rate * self._anchor_strength
+            self.assign_sub(variable, ops.multiply(ops.subtract(variable, ops.cast(anchor, variable.dtype)), pull))
+        elif self.decoupled_weight_decay and len(variable.shape) > 1:
             # Decay kernels only: biases and normalisation scales keep their values.
             self.assign_sub(variable, ops.multiply(variable, learning_rate * self.decoupled_weight_decay))
         super().update_step(gradient, variable, learning_rate)

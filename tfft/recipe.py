@@ -71,8 +71,9 @@ class DataConfig:
             `validation_path` (stratified, seeded).
         image_size: images are resized to this; defaults to `backbone.input_size`.
         batch_size: global batch size, across all replicas.
-        augment: training-only augmentation; None is the modality's default, `{}` turns it
-            off. Images: `dict(flip=True, rotation=0.05, zoom=0.1, translation=0.1,
+        augment: training-only augmentation; None is the modality's default, `"strong"` its
+            strong preset for few examples (RandAugment for images, wider SpecAugment masks
+            and more noise for audio), `{}` turns it off. Images: `dict(flip=True, rotation=0.05, zoom=0.1, translation=0.1,
             contrast=0.1)`; audio: `dict(time_mask=2, time_mask_width=10, freq_mask=2,
             freq_mask_width=8, noise_snr_db=20, shift=0.1, gain_db=6)`.
         cache: cache decoded images in memory (True), in a file (a path), or not (False).
@@ -112,7 +113,7 @@ class DataConfig:
     validation_split: float = 0.2
     image_size: Optional[int] = None
     batch_size: int = 32
-    augment: Optional[dict] = None
+    augment: Union[None, dict, str] = None
     cache: Union[bool, str] = True
     class_weights: Union[None, str, dict] = None
     synthetic: Optional[str] = None
@@ -158,14 +159,21 @@ class TrainConfig:
     Args:
         optimizer: `"adamw"` or `"sgd"`.
         weight_decay: decoupled weight decay of kernels, scaled by each group's rate.
+        l2_sp: L2-SP (Li et al., 2018), decoupled like the weight decay: every step pulls
+            each backbone weight toward its pretrained value by `l2_sp x rate` of the
+            distance, in place of the decay toward zero; the head still decays. 0: off.
         monitor: the value that picks the best checkpoint and drives early stopping.
         label_smoothing: label smoothing of the cross-entropy loss.
+        validate_every: optimizer steps between validations (and checkpoints); every stage
+            also validates at its end. None: every epoch, but at most 20 times in a run.
     """
 
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
+    l2_sp: float = 0.0
     monitor: str = "val_loss"
     label_smoothing: float = 0.0
+    validate_every: Optional[int] = None
 
 
 @dataclasses.dataclass

@@ -10,15 +10,19 @@ The built-in schedules:
   the `unfreeze` top groups at `finetune_lr`.
 - `gradual_unfreezing` (ULMFiT): the head, then one more group from the top every
   `stage_epochs`, until every group trains.
-- `chain_thaw` (DeepMoji): the head, then each group alone from the bottom up, then all.
+- `chain_thaw` (DeepMoji): the head, then each group beside the head from the bottom up,
+  then all.
 - `custom`: the stages you write.
+
+Every length is in optimizer steps, resolved from epochs (fractions included) or steps, so a
+stage may be shorter than an epoch and a small data set still gets enough steps.
 
 The engine knows only groups in order; it has no notion of images, text or sound.
 """
 
 import dataclasses
 import math
-from typing import Union
+from typing import Optional, Union
 
 import keras
 import numpy as np
@@ -28,6 +32,14 @@ from tfft.freezing import HEAD, resolve_group_names
 
 SHAPES = ("constant", "warmup_cosine", "one_cycle", "slanted_triangular")
 KINDS = ("two_phase", "gradual_unfreezing", "chain_thaw", "custom")
+FIND = "find"  # a stage rate chosen by the learning-rate finder when the stage starts
+
+# The default budget: this many epochs, but at least `min_steps` and at most `max_steps`
+# optimizer steps in all. Epochs alone starve small data (50 images at batch 16 are 4 steps
+# an epoch) and drown large data; steps alone ignore how much data there is.
+DEFAULT_EPOCHS = 6
+# Share of the budget the head stage takes when its length is not given.
+HEAD_SHARE = {"two_phase": 1 / 3, "gradual_unfreezing": 1 / 4, "chain_thaw": 1 / 4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +48,12 @@ class Stage:
 
     Args:
         name: shown in logs, plans and checkpoints.
-        epochs: epochs of this stage.
+        steps: optimizer steps of this stage.
         train: names or tokens of the groups that train (see
             `tfft.freezing.resolve_group_names`): `"head"`, a group name, `"top:N"`,
             `"backbone"`, `"all"`.
-        lr: peak learning rate of the stage (the head's; groups scale it).
+        lr: peak learning rate of the stage (the head's; groups scale it), or `"find"`:
+            the learning-rate finder picks it when the stage starts.
         shape: how the rate moves over the stage's steps: `"constant"`, `"warmup_cosine"`,
             `"one_cycle"` or `"slanted_triangular"`.
         warmup: fraction of the stage's steps spent warming up (for `slanted_triangular`,
@@ -50,30 +63,37 @@ class Stage:
             ELECTRA's layer-wise decay 0.8 is `0.8`.
         multipliers: `{group: factor}` applied on top of `decay`; 0 holds a group still.
         train_bn: train BatchNorm layers of trained groups (default: keep them frozen).
-        early_stopping: stop the stage after this many epochs without a better
-            `train.monitor` (default the validation loss); 0 turns it off.
+        early_stopping: stop the stage after this many validations without a better
+            `train.monitor`; 0 turns it off.
+        epochs: the stage's length in epochs, for display (`steps / steps_per_epoch`).
+        why: how the length was set (shown by `tfft plan`).
+        purpose: what the stage trains and why (shown by `tfft plan`).
 
     Example:
-        >>> Stage("finetune", epochs=3, train=("head", "top:2"), lr=1e-4,
+        >>> Stage("finetune", steps=300, train=("head", "top:2"), lr=1e-4,
         ...       shape="warmup_cosine", warmup=0.1)
     """
 
     name: str
-    epochs: int
+    steps: int
     train: tuple
-    lr: float
+    lr: Union[float, str]
     shape: str = "constant"
     warmup: float = 0.0
     decay: float = 1.0
     multipliers: tuple = ()
     train_bn: bool = False
     early_stopping: int = 0
+    epochs: Optional[float] = None
+    why: str = ""
+    purpose: str = ""
 
     def __post_init__(self):
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise RecipeError(f"Stage '{self.name}' needs at least one epoch. Received: epochs={self.epochs!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise RecipeError(f"Stage '{self.name}' needs a positive learning rate. Received: lr={self.lr!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise RecipeError(f"Stage '{self.name}' needs at least one step. Received: steps={self.steps!r}")
+        if self.lr != FIND and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and self.lr > 0):
+            raise RecipeError(
+                f"Stage '{self.name}' needs a positive learning rate or 'find'. Received: lr={self.lr!r}")
         if self.shape not in SHAPES:
             raise RecipeError(f"Stage '{self.name}': unknown learning-rate shape. Expected one of {list(SHAPES)}. Received: shape={self.shape!r}")
         if not 0.0 <= self.warmup < 1.0:
@@ -119,15 +139,27 @@ class Stage:
 class ScheduleConfig:
     """The `schedule` section of a recipe.
 
+    Lengths are in epochs or in optimizer steps (`steps` wins over `epochs` where both are
+    given). Lengths you give are kept exactly, fractions of an epoch included; lengths you
+    leave out come from the default budget: `DEFAULT_EPOCHS` epochs, raised to `min_steps`
+    steps on small data and capped at `max_steps` on large data.
+
     Args:
         kind: `"two_phase"`, `"gradual_unfreezing"`, `"chain_thaw"` or `"custom"`.
-        lr: learning rate of the head-only stage.
-        finetune_lr: peak learning rate of stages that train backbone groups.
-        head_epochs: epochs of the head-only stage.
-        epochs: total epochs of the schedule (`two_phase`, `gradual_unfreezing`: the last
-            stage runs until this total is reached).
+        lr: learning rate of the head-only stage, or `"find"` (the learning-rate finder).
+        finetune_lr: peak learning rate of stages that train backbone groups, or `"find"`.
+        epochs: total length of the schedule in epochs (may be fractional); None: the
+            default budget.
+        steps: total length in optimizer steps; overrides `epochs`.
+        head_epochs: length of the head-only stage; None: its share of the total (a third
+            for `two_phase`, a quarter for the others).
+        head_steps: the same in steps; overrides `head_epochs`.
+        stage_epochs: `gradual_unfreezing`, `chain_thaw`: length of each unfreezing step
+            (may be fractional: `0.25`); None: the rest of the total split evenly.
+        stage_steps: the same in steps; overrides `stage_epochs`.
+        min_steps: the default budget's minimum, in steps over all stages.
+        max_steps: the default budget's maximum, in steps over all stages.
         unfreeze: `two_phase`: how many top groups train in the second phase (0: all).
-        stage_epochs: `gradual_unfreezing`, `chain_thaw`: epochs of each unfreezing step.
         shape: learning-rate shape of backbone stages.
         head_shape: learning-rate shape of the head-only stage.
         warmup: warmup fraction of backbone stages. A short warmup matters: Adam's bias
@@ -136,22 +168,27 @@ class ScheduleConfig:
         decay: discriminative decay of backbone stages (see `Stage`).
         train_bn: train BatchNorm in unfrozen groups: True, False, or `"auto"`: only when
             the backbone has no pretrained weights (random statistics are not worth keeping).
-        precise_bn: after a stage in which BatchNorm trained, recompute its moving
-            statistics over this many training batches with the final weights (0: off).
-        early_stopping: patience in epochs for every stage; 0 turns it off.
-        stages: `custom`: a list of dicts with the fields of `Stage`.
+        precise_bn: while BatchNorm trains, recompute its moving statistics over this many
+            training batches before every validation and at the stage's end (0: off).
+        early_stopping: patience in validations for every stage; 0 turns it off.
+        stages: `custom`: a list of dicts with the fields of `Stage` (`epochs` or `steps`).
 
     Example:
-        >>> ScheduleConfig(kind="gradual_unfreezing", epochs=6, decay=1 / 2.6)
+        >>> ScheduleConfig(kind="gradual_unfreezing", epochs=3, decay=1 / 2.6)
     """
 
     kind: str = "two_phase"
-    lr: float = 1e-3
-    finetune_lr: float = 1e-4
-    head_epochs: int = 2
-    epochs: int = 6
+    lr: Union[float, str] = 1e-3
+    finetune_lr: Union[float, str] = 1e-4
+    epochs: Optional[float] = None
+    steps: Optional[int] = None
+    head_epochs: Optional[float] = None
+    head_steps: Optional[int] = None
+    stage_epochs: Optional[float] = None
+    stage_steps: Optional[int] = None
+    min_steps: int = 400
+    max_steps: int = 20000
     unfreeze: int = 2
-    stage_epochs: int = 1
     shape: str = "warmup_cosine"
     head_shape: str = "constant"
     warmup: float = 0.1
@@ -162,18 +199,65 @@ class ScheduleConfig:
     stages: list = dataclasses.field(default_factory=list)
 
 
-def build_stages(config, names):
+class _Budget:
+    """Turns the schedule's lengths into steps and says how each was set."""
+
+    def __init__(self, config, steps_per_epoch):
+        self.config = config
+        self.per_epoch = int(steps_per_epoch)
+        for key in ("epochs", "head_epochs", "stage_epochs"):
+            value = getattr(config, key)
+            if value is not None and not value > 0:
+                raise RecipeError(f"schedule.{key} must be positive. Received: schedule.{key}={value!r}")
+        for key in ("steps", "head_steps", "stage_steps", "min_steps", "max_steps"):
+            value = getattr(config, key)
+            if value is not None and value < 1:
+                raise RecipeError(f"schedule.{key} must be at least 1. Received: schedule.{key}={value!r}")
+        if config.min_steps > config.max_steps:
+            raise RecipeError(
+                f"schedule.min_steps={config.min_steps} exceeds schedule.max_steps={config.max_steps}.")
+
+    def epochs_to_steps(self, epochs):
+        return max(1, int(round(epochs * self.per_epoch)))
+
+    def given(self, steps_key, epochs_key):
+        """`(steps, why)` of a length the recipe gives, or None."""
+        steps, epochs = getattr(self.config, steps_key), getattr(self.config, epochs_key)
+        if steps is not None:
+            return int(steps), f"schedule.{steps_key}={steps}"
+        if epochs is not None:
+            return self.epochs_to_steps(epochs), f"schedule.{epochs_key}={epochs:g} x {self.per_epoch} steps per epoch"
+        return None
+
+    def total(self):
+        """`(steps, why)` of the whole schedule."""
+        given = self.given("steps", "epochs")
+        if given:
+            return given
+        nominal = DEFAULT_EPOCHS * self.per_epoch
+        steps = min(max(nominal, self.config.min_steps), self.config.max_steps)
+        why = f"default budget: {DEFAULT_EPOCHS} epochs = {nominal} steps"
+        if steps > nominal:
+            why += f", raised to schedule.min_steps={self.config.min_steps} (few examples)"
+        elif steps < nominal:
+            why += f", capped at schedule.max_steps={self.config.max_steps} (many examples)"
+        return steps, why
+
+
+def build_stages(config, names, steps_per_epoch):
     """Turn a `ScheduleConfig` into the list of `Stage`s for backbone groups `names`.
 
     Args:
         config: a `ScheduleConfig`.
         names: backbone group names, bottom to top (the head is implied).
+        steps_per_epoch: optimizer steps in one pass over the training data.
 
     Returns:
-        A list of `Stage`, every `train` spec checked against `names`.
+        A list of `Stage` with their lengths in steps, every `train` spec checked against
+        `names`.
 
     Example:
-        >>> [s.name for s in build_stages(ScheduleConfig(kind="chain_thaw"), ["a", "b"])]
+        >>> [s.name for s in build_stages(ScheduleConfig(kind="chain_thaw"), ["a", "b"], 10)]
         ['head', 'thaw_a', 'thaw_b', 'all']
     """
     names = list(names)
@@ -181,67 +265,119 @@ def build_stages(config, names):
         raise RecipeError(f"Unknown schedule kind. Expected one of {list(KINDS)}. Received: schedule.kind={config.kind!r}")
     if config.train_bn not in (True, False, "auto"):
         raise RecipeError(f"schedule.train_bn must be True, False or 'auto'. Received: schedule.train_bn={config.train_bn!r}")
+    for key in ("lr", "finetune_lr"):
+        value = getattr(config, key)
+        if isinstance(value, str) and value != FIND:
+            raise RecipeError(f"schedule.{key} must be a rate or 'find'. Received: schedule.{key}={value!r}")
+    budget = _Budget(config, steps_per_epoch)
     # "auto" assumes pretrained statistics here; the Trainer resolves it from the backbone.
     common = dict(train_bn=config.train_bn is True, early_stopping=config.early_stopping)
     backbone = dict(common, shape=config.shape, warmup=config.warmup, decay=config.decay)
-    head = Stage("head", config.head_epochs, (HEAD,), config.lr, shape=config.head_shape, **common)
-    if config.kind == "two_phase":
-        top = f"top:{config.unfreeze}" if config.unfreeze else "backbone"
-        rest = config.epochs - config.head_epochs
-        _check_epochs(config, rest, "the head stage")
-        stages = [head, Stage("finetune", rest, (HEAD, top), config.finetune_lr, **backbone)]
-    elif config.kind == "gradual_unfreezing":
-        stages = [head]
-        for count in range(1, len(names) + 1):
-            stages.append(Stage(f"unfreeze_{names[-count]}", config.stage_epochs, (HEAD, f"top:{count}"), config.finetune_lr, **backbone))
-        used = config.head_epochs + config.stage_epochs * len(names)
-        _check_epochs(config, config.epochs - used + config.stage_epochs, f"{len(names)} unfreezing steps")
-        stages[-1] = dataclasses.replace(stages[-1], epochs=config.epochs - used + config.stage_epochs)
-    elif config.kind == "chain_thaw":
-        stages = [head]
-        stages += [Stage(f"thaw_{n}", config.stage_epochs, (n,), config.finetune_lr, **backbone) for n in names]
-        stages.append(Stage("all", config.stage_epochs, ("all",), config.finetune_lr, **backbone))
-    else:
+    if config.kind == "custom":
         if not config.stages:
-            raise RecipeError("schedule.kind='custom' needs schedule.stages: a list of dicts with name, epochs, train, lr, ...")
-        stages = [_stage_from_dict(i, d, backbone) for i, d in enumerate(config.stages)]
+            raise RecipeError("schedule.kind='custom' needs schedule.stages: a list of dicts with name, epochs or steps, train, lr, ...")
+        stages = [_stage_from_dict(i, d, backbone, budget) for i, d in enumerate(config.stages)]
+    else:
+        stages = _builtin(config, names, budget, common, backbone)
     for stage in stages:
         stage.factors(names)  # checks group names and multipliers now, not mid-run
+    return [dataclasses.replace(s, epochs=s.steps / budget.per_epoch) for s in stages]
+
+
+def _builtin(config, names, budget, common, backbone):
+    kind = config.kind
+    total, total_why = budget.total()
+    head = budget.given("head_steps", "head_epochs")
+    if head is None:
+        head = (max(1, int(round(total * HEAD_SHARE[kind]))), f"{HEAD_SHARE[kind]:.2g} of the total ({total_why})")
+    rest = total - head[0]
+    explicit_total = budget.given("steps", "epochs") is not None
+    head_stage = Stage("head", head[0], (HEAD,), config.lr, shape=config.head_shape, why=head[1],
+                       purpose="the new head alone, so that its first, large gradients do not reach pretrained weights",
+                       **common)
+    if kind == "two_phase":
+        top = f"top:{config.unfreeze}" if config.unfreeze else "backbone"
+        what = f"the top {config.unfreeze} groups" if config.unfreeze else "every group"
+        _check_rest(config, rest, total, "the head stage")
+        return [head_stage, Stage(
+            "finetune", rest, (HEAD, top), config.finetune_lr, why=f"the rest of the total ({total_why})",
+            purpose=f"the head and {what} at finetune_lr, adapting the features to this data", **backbone)]
+    count = len(names) if kind == "gradual_unfreezing" else len(names) + 1
+    step = budget.given("stage_steps", "stage_epochs")
+    if step is not None and not explicit_total:
+        # Each unfreezing step has its length; the total follows from them.
+        lengths, whys = [step[0]] * count, [step[1]] * count
+    else:
+        if step is not None:
+            lengths = [step[0]] * (count - 1)
+            last = rest - sum(lengths)
+            _check_rest(config, last, total, f"the head stage and {count - 1} stages of {step[0]} steps")
+            lengths.append(last)
+            whys = [step[1]] * (count - 1) + [f"the rest of the total ({total_why})"]
+        else:
+            _check_rest(config, rest - count + 1, total, "the head stage", minimum=count)
+            lengths = [rest // count + (1 if i < rest % count else 0) for i in range(count)]
+            whys = [f"1/{count} of what the head stage leaves ({total_why})"] * count
+    if kind == "gradual_unfreezing":
+        stages = [head_stage]
+        for i in range(1, len(names) + 1):
+            stages.append(Stage(
+                f"unfreeze_{names[-i]}", lengths[i - 1], (HEAD, f"top:{i}"), config.finetune_lr, why=whys[i - 1],
+                purpose=f"one more group from the top ({names[-i]}), so lower, more general layers change last "
+                        "(ULMFiT)", **backbone))
+        return stages
+    stages = [head_stage]
+    for i, name in enumerate(names):
+        stages.append(Stage(
+            f"thaw_{name}", lengths[i], (HEAD, name), config.finetune_lr, why=whys[i],
+            purpose=f"{name} alone beside the head, bottom up, so each group adapts without the others moving "
+                    "(chain-thaw, DeepMoji); the head trains too, to follow its changing input", **backbone))
+    stages.append(Stage("all", lengths[-1], ("all",), config.finetune_lr, why=whys[-1],
+                        purpose="every group and the head together, to settle what the single-group stages changed",
+                        **backbone))
     return stages
 
 
-def _check_epochs(config, remaining, what):
+def _check_rest(config, remaining, total, what, minimum=1):
     if remaining < 1:
         raise RecipeError(
-            f"schedule.epochs={config.epochs} leaves no epoch after {what}: raise schedule.epochs "
-            f"or shorten the earlier stages."
+            f"The schedule's {total} steps leave no step after {what} (it needs at least {minimum}): raise "
+            "schedule.epochs or schedule.steps, or shorten the earlier stages."
         )
 
 
-def _stage_from_dict(index, values, defaults):
-    fields = {f.name for f in dataclasses.fields(Stage)}
+def _stage_from_dict(index, values, defaults, budget):
+    fields = {f.name for f in dataclasses.fields(Stage)} - {"why", "purpose"}
     if not isinstance(values, dict):
         raise RecipeError(f"schedule.stages[{index}] must be a dict. Received: {values!r}")
     unknown = set(values) - fields
     if unknown:
         raise RecipeError(f"schedule.stages[{index}] has unknown keys {sorted(unknown)}. Known keys: {sorted(fields)}")
-    missing = {"epochs", "train", "lr"} - set(values)
-    if missing:
-        raise RecipeError(f"schedule.stages[{index}] misses {sorted(missing)}")
+    missing = {"train", "lr"} - set(values)
+    if missing or not {"epochs", "steps"} & set(values):
+        raise RecipeError(f"schedule.stages[{index}] misses {sorted(missing | ({'epochs or steps'} if not {'epochs', 'steps'} & set(values) else set()))}")
     values = dict(defaults, **values)
     values.setdefault("name", f"stage{index}")
+    epochs = values.pop("epochs", None)
+    if values.get("steps") is not None:
+        values["why"] = f"schedule.stages[{index}].steps={values['steps']}"
+    else:
+        if not (isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs > 0):
+            raise RecipeError(f"schedule.stages[{index}].epochs must be positive. Received: epochs={epochs!r}")
+        values["steps"] = budget.epochs_to_steps(epochs)
+        values["why"] = f"schedule.stages[{index}].epochs={epochs:g} x {budget.per_epoch} steps per epoch"
     train = values["train"]
     values["train"] = (train,) if isinstance(train, str) else tuple(train)
     values["multipliers"] = tuple(sorted(dict(values.get("multipliers") or {}).items()))
     return Stage(**values)
 
 
-def plan_epochs(stages):
-    """`(initial_epoch, end_epoch)` of every stage on one continuous epoch axis."""
-    bounds, start = [], 0
+def plan_steps(stages, start=0):
+    """`(first_step, end_step)` of every stage on one continuous step axis."""
+    bounds = []
     for stage in stages:
-        bounds.append((start, start + stage.epochs))
-        start += stage.epochs
+        bounds.append((start, start + stage.steps))
+        start += stage.steps
     return bounds
 
 

@@ -6,7 +6,10 @@
 2. build the optimizer once over every variable any stage will train,
 3. for each stage: freeze and unfreeze groups, set per-group rates and the stage's rate
    shape, compile (Keras caches the train function, so a changed `trainable` flag only
-   takes effect after compiling again) and `fit` on a continuous epoch axis,
+   takes effect after compiling again) and `fit` for exactly the stage's steps on one
+   stream of training batches that runs on from stage to stage, validating every
+   `validate_every` steps and at the stage's end; a stage whose training loss collapses is
+   rolled back to its start and tried again at a lower rate,
 4. evaluate, write `metrics.json`, save the model.
 
 Every `build_*` method and `on_stage_*` hook is meant to be overridden:
@@ -32,14 +35,24 @@ from tfft import evaluation
 from tfft.batchnorm import batchnorm_layers, recompute_batchnorm_statistics
 from tfft.callbacks import examples
 from tfft.callbacks.checkpoints import StageCheckpoint
+from tfft.callbacks.stage import CollapseGuard, StageProgress
 from tfft.callbacks.tensorboard import TensorBoardLogger
+from tfft.callbacks.validation import Validation
 from tfft.data.build import audio_features, datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
 from tfft.errors import TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
+from tfft.lr_finder import RULE, ExponentialSweep, RangeTest, SweepRecorder, valley
 from tfft.optimizers import make_optimizer
 from tfft.recipe import Recipe
-from tfft.schedules import StageLearningRate, build_stages, plan_epochs
+from tfft.schedules import FIND, StageLearningRate, build_stages, plan_steps
+from tfft.snapshot import Snapshot
+
+# A collapsing stage is retried this many times, each at a third of the previous rate.
+COLLAPSE_RETRIES = 2
+COLLAPSE_FACTOR = 1 / 3
+# Without `train.validate_every`, validate every epoch, but no more than this many times a run.
+MAX_VALIDATIONS = 20
 
 
 @dataclasses.dataclass
@@ -48,18 +61,21 @@ class StagePlan:
 
     Args:
         index: 0-based stage number.
-        stage: the `Stage`.
-        epochs: `(initial_epoch, end_epoch)` on the run's epoch axis.
+        stage: the `Stage` (its `why` says how its length was set, `purpose` what it is for).
+        bounds: `(first_step, end_step)` on the run's step axis.
         steps: optimizer steps of the stage.
+        epochs: the stage's length in epochs (may be fractional).
         groups: one row per group, head last: `(name, trains, trainable_params, lr)`, where
-            `lr` is the stage's peak rate times the group's factor (0 when frozen).
+            `lr` is the stage's peak rate times the group's factor (0 when frozen; None
+            when the rate is found at the stage's start).
         batchnorm_trains: whether BatchNorm layers train in this stage.
     """
 
     index: int
     stage: object
-    epochs: tuple
+    bounds: tuple
     steps: int
+    epochs: float
     groups: list
     batchnorm_trains: bool = False
 
@@ -101,6 +117,11 @@ class Trainer:
         self.optimizer = None
         self.steps_per_epoch = None
         self.logger = None
+        self.position = 0  # training batches consumed: where the data stream continues
+        self.range_tests = {}
+        self._round = 0  # Keras epochs so far: one per validation
+        self._last_loss = None
+        self._validation = None
         self._built = False
 
     # -- hooks: override any of these ------------------------------------------------------
@@ -175,7 +196,8 @@ class Trainer:
     def build_optimizer(self):
         """Return the optimizer; it must support per-variable factors (`tfft.optimizers`)."""
         config = self.recipe.train
-        return make_optimizer(config.optimizer, self.stages[0].lr, weight_decay=config.weight_decay)
+        lr = self.stages[0].lr
+        return make_optimizer(config.optimizer, 1e-3 if lr == FIND else lr, weight_decay=config.weight_decay)
 
     def build_loss(self):
         """Return the loss: cross-entropy on logits (a sigmoid per class when multi-label)."""
@@ -218,6 +240,9 @@ class Trainer:
         if self._built:
             return
         runtime = self.recipe.runtime
+        if self.recipe.train.validate_every is not None and self.recipe.train.validate_every < 1:
+            raise TfftError(f"train.validate_every must be at least 1 step. Received: "
+                            f"train.validate_every={self.recipe.train.validate_every!r}")
         keras.utils.set_random_seed(runtime.seed)
         policy = mixed_precision_policy(runtime.mixed_precision)
         keras.mixed_precision.set_global_policy(policy or "float32")
@@ -235,16 +260,28 @@ class Trainer:
                 if layer is not self.backbone.model and not isinstance(layer, keras.layers.InputLayer)
             ]
             self.groups = backbone_groups + [LayerGroup(HEAD, head_layers)]
-            self.stages = build_stages(self._resolved_schedule(), self.group_names)
-            self.steps_per_epoch = _steps(self.datasets.train, self.datasets.num_train, self.recipe.data.batch_size)
+            self.steps_per_epoch = self.datasets.steps_per_epoch
+            self.stages = build_stages(self._resolved_schedule(), self.group_names, self.steps_per_epoch)
             self.optimizer = self.build_optimizer()
             # Build over every variable any stage will train, once, so that unfreezing a
             # group later neither raises `Unknown variable` nor resets the head's moments.
             apply_freezing(self.groups, {g.name for g in self.groups}, train_bn=any(s.train_bn for s in self.stages))
             self.optimizer.build(self.model.trainable_variables)
+            if self.recipe.train.l2_sp:
+                self._anchor_backbone()
             if policy == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self._built = True
+
+    def _anchor_backbone(self):
+        """L2-SP: a frozen copy of every trainable backbone weight, for the optimizer to pull
+        toward. Taken before any training (and before a resume loads a checkpoint)."""
+        strength = self.recipe.train.l2_sp
+        if strength < 0:
+            raise TfftError(f"train.l2_sp must be >= 0. Received: train.l2_sp={strength!r}")
+        pairs = [(v, keras.Variable(np.array(v), trainable=False, name="l2_sp_anchor"))
+                 for g in self.groups if g.name != HEAD for v in g.trainable_candidates]
+        self.group_optimizer.set_anchors(pairs, strength)
 
     def _resolved_schedule(self):
         schedule = self.recipe.schedule
@@ -271,14 +308,16 @@ class Trainer:
         """
         self.setup()
         plans = []
-        for index, (stage, bounds) in enumerate(zip(self.stages, plan_epochs(self.stages))):
+        for index, (stage, bounds) in enumerate(zip(self.stages, plan_steps(self.stages))):
             trained = stage.trained_groups(self.group_names)
             factors = stage.factors(self.group_names)
             apply_freezing(self.groups, trained, stage.train_bn)
-            rows = [(g.name, g.name in trained, g.num_trainable_params, stage.lr * factors[g.name]) for g in self.groups]
+            rates = {g.name: None if stage.lr == FIND else stage.lr * factors[g.name] for g in self.groups}
+            rows = [(g.name, g.name in trained, g.num_trainable_params, rates[g.name]) for g in self.groups]
             batchnorm = stage.train_bn and any(
                 layer.trainable for g in self.groups if g.name in trained for layer in batchnorm_layers_of(g))
-            plans.append(StagePlan(index, stage, bounds, stage.epochs * self.steps_per_epoch, rows, batchnorm))
+            plans.append(StagePlan(index, stage, bounds, stage.steps, stage.steps / self.steps_per_epoch, rows,
+                                   batchnorm))
         return plans
 
     # -- running ---------------------------------------------------------------------------
@@ -287,18 +326,74 @@ class Trainer:
         """Run every stage, evaluate and save. Returns the metrics written to `metrics.json`."""
         self._check_out_dir()
         self.setup()
+        self._open_run()
+        history = []
+        try:
+            for index, stage in enumerate(self.stages):
+                history.append(self._run_stage(index, stage))
+            metrics = self._evaluate(history)
+            self._save_model()
+        finally:
+            self.logger.close()
+        return metrics
+
+    def range_test(self, stage_name=None, steps=100):
+        """The learning-rate range test of one stage, as `tfft lr-find` runs it.
+
+        Trains the stages before it first (as the recipe says, writing their logs to the
+        run directory like a run does), then sweeps. Returns `(stage, RangeTest)`.
+
+        Args:
+            stage_name: the stage; None is the first stage whose rate is `"find"`, else the
+                first stage.
+            steps: steps of the sweep.
+
+        Example:
+            >>> stage, test = Trainer(recipe, out_dir="runs/lr-find").range_test("finetune")
+            >>> test.suggestion
+        """
+        self._check_out_dir()
+        self.setup()
+        names = [s.name for s in self.stages]
+        if stage_name is None:
+            index = next((i for i, s in enumerate(self.stages) if s.lr == FIND), 0)
+        elif stage_name in names:
+            index = names.index(stage_name)
+        else:
+            raise TfftError(f"Unknown stage {stage_name!r}. The recipe's stages: {names}. Received: --stage {stage_name}")
+        self._open_run()
+        try:
+            for before, stage in enumerate(self.stages[:index]):
+                self._run_stage(before, stage)
+            stage = self.stages[index]
+            test = self.find_learning_rate(stage, steps=steps)
+            self.range_tests[stage.name] = test
+            self.logger.log_range_test(stage.name, test)
+            _write_png(os.path.join(self.out_dir, "lr_find.png"), test.figure(f"stage '{stage.name}'"))
+            evaluation.write_json(os.path.join(self.out_dir, "lr_find.json"), dict(
+                stage=stage.name, suggestion=test.suggestion, rule=test.rule, stopped=test.stopped,
+                rates=test.rates, losses=test.losses, smoothed=test.smoothed))
+        finally:
+            self.logger.close()
+        return stage, test
+
+    def _open_run(self):
+        """Create the run directory (replacing an old run only now that every check has
+        passed), the TensorBoard logger and the checkpoints."""
         logger = TensorBoardLogger(
             os.path.join(self.out_dir, "tensorboard"),
             update_freq=self.recipe.output.log_every,
             group_learning_rates=self._group_learning_rates,
+            epochs_done=lambda: self.position / self.steps_per_epoch,
         )
-        # Only now that everything is validated is an earlier run replaced.
         if self.overwrite and os.path.isdir(self.out_dir):
             shutil.rmtree(self.out_dir)
         os.makedirs(self.out_dir, exist_ok=True)
         if self.verbose:
             print(f"run directory: {self.out_dir}\nwatch it with: tensorboard --logdir "
                   f"{os.path.join(self.out_dir, 'tensorboard')}", flush=True)
+            if self.backbone.note:
+                print(self.backbone.note, flush=True)
         self._write_recipe()
         self.logger = logger
         self.logger.set_model(self.model)
@@ -309,28 +404,18 @@ class Trainer:
             os.path.join(self.out_dir, "checkpoints"),
             monitor=self.recipe.train.monitor,
             mode=self._monitor_mode,
-            state_fn=lambda: dict(self._stage_state),
+            state_fn=lambda: dict(self._stage_state, position=self.position),
         )
-        history = []
-        try:
-            for index, (stage, bounds) in enumerate(zip(self.stages, plan_epochs(self.stages))):
-                history.append(self._run_stage(index, stage, bounds))
-            metrics = self._evaluate(history)
-            self._save_model()
-        finally:
-            self.logger.close()
-        return metrics
 
-    def _run_stage(self, index, stage, bounds):
+    def _prepare(self, stage, learning_rate):
+        """Freeze and unfreeze for `stage`, set its per-group factors and `learning_rate`
+        (a schedule on the global step) and compile; return the trained group names."""
         trained = stage.trained_groups(self.group_names)
         factors = stage.factors(self.group_names)
         apply_freezing(self.groups, trained, stage.train_bn)
         self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups])
         self._factors = factors
-        start_step = int(np.asarray(self.optimizer.iterations))
-        self.group_optimizer.learning_rate = StageLearningRate(
-            stage.lr, start_step, stage.epochs * self.steps_per_epoch, stage.shape, stage.warmup
-        )
+        self.group_optimizer.learning_rate = learning_rate
         with self.strategy.scope():
             self.model.compile(
                 optimizer=self.optimizer,
@@ -338,46 +423,153 @@ class Trainer:
                 metrics=self.build_metrics(),
                 jit_compile=self.recipe.runtime.jit_compile,
             )
-        self._stage_state = dict(stage_index=index, stage_name=stage.name, stage_start_step=start_step,
-                                 stage_start_epoch=bounds[0])
-        trainable = sum(g.num_trainable_params for g in self.groups)
-        self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, factors))
+        return trained
+
+    def find_learning_rate(self, stage, steps=100, start_lr=1e-7, end_lr=10.0):
+        """Run the learning-rate range test on `stage`'s trainable groups, then put the
+        weights and the optimizer back as they were. Returns a `tfft.lr_finder.RangeTest`.
+
+        The sweep reads the training stream from the current position on and trains with
+        the stage's freezing, BatchNorm policy and per-group factors; its suggestion is the
+        stage's peak rate (the head's; the groups scale it as in the stage).
+
+        Example:
+            >>> trainer.setup()
+            >>> test = trainer.find_learning_rate(trainer.stages[0])
+            >>> test.suggestion, test.rule
+        """
+        self.setup()
+        snapshot = Snapshot.take(self.model, self.optimizer)
+        sweep = ExponentialSweep(start_lr, end_lr, steps, start_step=int(np.asarray(self.optimizer.iterations)))
+        recorder = SweepRecorder(sweep)
+        try:
+            self._prepare(stage, sweep)
+            self.model.fit(self.datasets.train_stream(self.position), steps_per_epoch=1, epochs=steps,
+                           class_weight=self.datasets.class_weights, shuffle=False, callbacks=[recorder], verbose=0)
+        finally:
+            snapshot.restore(self.model, self.optimizer)
+        return RangeTest(recorder.rates, recorder.losses, recorder.smoothed,
+                         valley(recorder.rates, recorder.smoothed), RULE, recorder.stopped)
+
+    def _resolve_rate(self, index, stage):
+        if stage.lr != FIND:
+            return stage
+        test = self.find_learning_rate(stage)
+        self.range_tests[stage.name] = test
+        if self.logger is not None:
+            self.logger.log_range_test(stage.name, test)
+            _write_png(os.path.join(self.out_dir, f"lr_find_{stage.name}.png"), test.figure(f"stage '{stage.name}'"))
         if self.verbose:
-            print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': epochs {bounds[0] + 1}-{bounds[1]}, "
-                  f"training {sorted(trained, key=self._group_order)} ({trainable:,} parameters)", flush=True)
-        self.on_stage_begin(stage, index)
-        callbacks = [self.logger, self.checkpoint]
-        if stage.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
-        callbacks += self.build_callbacks(stage, index)
-        fit = self.model.fit(
-            self.datasets.train,
-            validation_data=self.datasets.validation,
-            initial_epoch=bounds[0],
-            epochs=bounds[1],
-            class_weight=self.datasets.class_weights,
-            shuffle=False,  # the dataset shuffles itself; Keras would only warn
-            callbacks=callbacks,
-            verbose=self.verbose,
-        )
+            print(f"stage '{stage.name}': learning-rate finder suggests {test.suggestion:.3g} ({test.rule}; "
+                  f"sweep of {len(test.rates)} steps, stopped at {test.stopped})", flush=True)
+        resolved = dataclasses.replace(stage, lr=test.suggestion)
+        self.stages[index] = resolved
+        return resolved
+
+    def _validation_period(self, stage):
+        every = self.recipe.train.validate_every
+        if every is None:
+            total = sum(s.steps for s in self.stages)
+            every = max(self.steps_per_epoch, math.ceil(total / MAX_VALIDATIONS))
+        return max(1, min(int(every), stage.steps))
+
+    def _chance_loss(self):
+        return math.log(2.0) if self.datasets.multi_label else math.log(self.num_classes)
+
+    def _run_stage(self, index, stage):
+        stage = self._resolve_rate(index, stage)
+        first_step, planned = int(np.asarray(self.optimizer.iterations)), stage
+        trainable = 0
+        for attempt in range(COLLAPSE_RETRIES + 1):
+            start_step = int(np.asarray(self.optimizer.iterations))
+            learning_rate = StageLearningRate(stage.lr, start_step, stage.steps, stage.shape, stage.warmup)
+            trained = self._prepare(stage, learning_rate)
+            snapshot = Snapshot.take(self.model, self.optimizer)
+            self._stage_state = dict(stage_index=index, stage_name=stage.name, stage_start_step=start_step,
+                                     stage_lr=stage.lr, attempt=attempt)
+            trainable = sum(g.num_trainable_params for g in self.groups)
+            if attempt == 0:
+                self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, self._factors))
+                if self.verbose:
+                    print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': {stage.steps} steps "
+                          f"({stage.epochs:.3g} epochs), training {sorted(trained, key=self._group_order)} "
+                          f"({trainable:,} parameters)", flush=True)
+                self.on_stage_begin(stage, index)
+            fit, progress, guard, batchnorm = self._fit(index, stage)
+            self.position = progress.position
+            if guard.collapsed is None:
+                break
+            snapshot.restore(self.model, self.optimizer, keep_step=True)
+            _, smoothed, threshold = guard.collapsed
+            what = (f"stage '{stage.name}': the training loss rose to {smoothed:.3g} (from {guard.reference:.3g}; "
+                    f"collapse threshold {threshold:.3g}, chance {guard.chance:.3g}) after {progress.done} steps")
+            if attempt == COLLAPSE_RETRIES:
+                print(f"{what}: rolled back to the stage's start and ended the stage there, after "
+                      f"{COLLAPSE_RETRIES + 1} attempts", flush=True)
+                self._validation.score()
+                break
+            lower = stage.lr * COLLAPSE_FACTOR
+            print(f"{what}: rolled back to the stage's start; trying again at lr {lower:.3g} instead of "
+                  f"{stage.lr:.3g} (attempt {attempt + 2} of {COLLAPSE_RETRIES + 1})", flush=True)
+            stage = dataclasses.replace(stage, lr=lower)
+        self.stages[index] = stage
         logs = {k: float(v[-1]) for k, v in fit.history.items()} if fit.history else {}
-        if stage.train_bn and self.recipe.schedule.precise_bn:
-            layers, batches = recompute_batchnorm_statistics(self.model, self.datasets.train, self.recipe.schedule.precise_bn)
-            if layers and self.verbose:
-                print(f"recomputed the statistics of {layers} BatchNorm layers over {batches} training batches", flush=True)
+        self._last_loss = logs.get("loss", self._last_loss)
+        if batchnorm and self.verbose:
+            print(f"recomputed the statistics of {batchnorm[0]} BatchNorm layers over {batchnorm[1]} training "
+                  "batches before each validation", flush=True)
         report, wrong = self._validation_report()
         if "confusion_matrix" in report:
             self.logger.log_confusion_matrix(np.array(report["confusion_matrix"]), self.datasets.class_names, stage.name)
         self.log_misclassified(stage, wrong)
         self.on_stage_end(stage, index, logs)
-        # Keras's `val_*` logs come from before any BatchNorm recomputation; this is after.
-        return dict(name=stage.name, epochs=list(bounds), epochs_run=len(fit.epoch), trainable_params=trainable,
-                    stage_end_accuracy=report["accuracy"], **logs)
+        end_step = int(np.asarray(self.optimizer.iterations))
+        return dict(name=stage.name, steps=planned.steps, steps_run=end_step - first_step,
+                    epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
+                    trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
+
+    def _fit(self, index, stage):
+        """One attempt at `stage`: `fit` for its steps from the current data position."""
+        precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
+        batchnorm = []
+
+        def recompute():
+            batchnorm[:] = recompute_batchnorm_statistics(self.model, self.datasets.train, precise)
+
+        self._validation = Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
+                                      before=recompute if precise else None)
+        progress = StageProgress(self.position, stage.steps)
+        guard = CollapseGuard(self._last_loss, self._chance_loss())
+        callbacks = [self._validation, progress, guard, self.logger, self.checkpoint]
+        if stage.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
+        callbacks += self.build_callbacks(stage, index)
+        period = self._validation_period(stage)
+        rounds = math.ceil(stage.steps / period)
+        fit = self.model.fit(
+            self.datasets.train_stream(self.position),
+            steps_per_epoch=period,
+            initial_epoch=self._round,
+            epochs=self._round + rounds,
+            class_weight=self.datasets.class_weights,
+            shuffle=False,  # the stream is shuffled; Keras would only warn
+            callbacks=callbacks,
+            verbose=self.verbose,
+        )
+        self._round += len(fit.epoch)
+        return fit, progress, guard, batchnorm
 
     def _validation_report(self):
-        """The validation report and the indices and labels of misclassified examples."""
-        labels, logits = evaluation.predict_outputs(self.model, self.datasets.validation)
+        """The validation report and the indices and labels of misclassified examples.
+
+        Reuses the last validation pass when it scored these very weights.
+        """
+        last = self._validation.last if self._validation is not None else None
+        if last is not None and last.step == int(np.asarray(self.optimizer.iterations)):
+            labels, logits = last.labels, last.logits
+        else:
+            labels, logits = evaluation.predict_outputs(self.model, self.datasets.validation)
         names = self.datasets.class_names
         if self.datasets.multi_label:
             report = evaluation.multilabel_report(labels, logits, names)
@@ -444,7 +636,8 @@ class Trainer:
         rows = ["| group | trains | trainable params | lr factor |", "|---|---|---|---|"]
         for g in self.groups:
             rows.append(f"| {g.name} | {'yes' if g.name in trained else 'no'} | {g.num_trainable_params:,} | {factors[g.name]:.4g} |")
-        return f"**{stage.name}**: {stage.epochs} epochs, lr {stage.lr:g} ({stage.shape})\n\n" + "\n".join(rows)
+        return (f"**{stage.name}**: {stage.steps} steps ({stage.epochs:.3g} epochs; {stage.why}), lr {stage.lr:g} "
+                f"({stage.shape})\n\n{stage.purpose}\n\n" + "\n".join(rows))
 
     def _check_out_dir(self):
         if os.path.isdir(self.out_dir) and os.listdir(self.out_dir) and not self.overwrite:
@@ -473,9 +666,11 @@ def _default_run_dir(recipe):
     return os.path.join("runs", name)
 
 
-def _steps(dataset, num_examples, batch_size):
-    cardinality = int(dataset.cardinality().numpy())
-    return cardinality if cardinality > 0 else math.ceil(num_examples / batch_size)
+def _write_png(path, image):
+    import tensorflow as tf
+
+    with open(path, "wb") as file:
+        file.write(tf.io.encode_png(image).numpy())
 
 
 class _SmoothedSparseCrossentropy(keras.losses.Loss):

@@ -30,6 +30,7 @@ class Backbone:
         name: a display name (`"ResNet50"`).
         pretrained: whether the weights come from pretraining (False for `weights=None`):
             BatchNorm statistics are kept frozen by default only when they are pretrained.
+        note: a line to show the user about the weights (how `pretrained` was decided).
 
     Example:
         >>> backbone = build_backbone("MobileNetV3Small", weights=None, input_size=96)
@@ -43,6 +44,7 @@ class Backbone:
     family: str
     name: str
     pretrained: bool = True
+    note: str = ""
 
 
 # The builders import `Backbone` from this package, so they come after it.
@@ -67,7 +69,8 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
     """Build a backbone: a Keras application, a `.keras` file or a keras-hub text encoder.
 
     Args:
-        name: an application name (`"resnet50"`, any case), the path of a `.keras` file, or
+        name: an application name (`"resnet50"`, any case), `"image_cnn"` (tfft's compact
+            CNN, trained from scratch), the path of a `.keras` file, or
             a text encoder: a short name (`"minilm-l6"`), a keras-hub / Hugging Face model
             directory, a `kaggle://` / `hf://` handle or a keras-hub preset name.
         weights: `"pretrained"` (ImageNet for an application, the preset's for an encoder),
@@ -102,11 +105,7 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         from tfft.backbones import audio
 
         if name == audio.AUDIO_CNN:
-            if weights is not None:
-                raise BackboneError(
-                    "audio_cnn has no pretrained weights: set backbone.weights=None to train it, then fine-tune "
-                    f"its model.keras for transfer. Received: weights={weights!r}"
-                )
+            _no_weights(name, weights)
             return audio.build_audio_cnn(tuple(spectrogram_shape) + (1,))
         backbone = _application(name, weights, tuple(spectrogram_shape), load_weights)
         backbone.preprocess = audio.spectrogram_to_image(backbone.preprocess)
@@ -116,6 +115,11 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
 
         return hub.build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling,
                                       load_weights=load_weights)
+    if name == "image_cnn":
+        from tfft.backbones.image_cnn import build_image_cnn
+
+        _no_weights("image_cnn", weights)
+        return build_image_cnn(input_size)
     spec = applications.get_application(name)
     if family is not None and family != spec.family:
         raise BackboneError(
@@ -123,6 +127,14 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
             f".keras files. Received: family={family!r}"
         )
     return _application(name, weights, input_size, load_weights)
+
+
+def _no_weights(name, weights):
+    if weights is not None:
+        raise BackboneError(
+            f"{name} has no pretrained weights: set backbone.weights=None to train it, then fine-tune "
+            f"its model.keras for transfer. Received: weights={weights!r}"
+        )
 
 
 def _application(name, weights, input_size, load_weights):

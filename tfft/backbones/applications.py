@@ -231,8 +231,10 @@ FAMILY_RULES = {
     # closed by the named layers that end each resolution stage.
     "inception_resnet_v2": GroupRules(ends=r"(mixed_5b|mixed_6a|mixed_7a|conv_7b_ac)$"),
     "vgg": _VGG,
-    # tfft's own spectrogram CNN (`tfft.backbones.audio`) names its blocks as VGG does.
+    # tfft's own compact CNNs (`tfft.backbones.audio`, `tfft.backbones.image_cnn`) name their
+    # blocks as VGG does.
     "audio_cnn": _VGG,
+    "image_cnn": _VGG,
 }
 
 

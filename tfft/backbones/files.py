@@ -10,6 +10,7 @@ import keras
 
 from tfft.backbones import Backbone
 from tfft.backbones.applications import FAMILY_RULES, family_rules, find_application
+from tfft.batchnorm import untrained_statistics
 from tfft.errors import BackboneError
 
 CLASSIFIER_NAME = "tfft_classifier"
@@ -83,12 +84,20 @@ def load_backbone_file(path, family=None):
         rules = family_rules(family) if family else None
     # A Keras application fine-tuned earlier still wants its own pixel preprocessing.
     spec = find_application(model.name)
+    # The BatchNorm policy follows the weights, not the file type: a model saved before
+    # any training holds BatchNorm's initial statistics, and freezing those would freeze
+    # noise.
+    untrained = untrained_statistics(model)
+    note = (f"{path}: every BatchNorm layer holds its initial statistics (mean 0, variance 1), so these weights "
+            "were never trained: treated as not pretrained, BatchNorm trains (schedule.train_bn='auto')") if untrained else ""
     return Backbone(
         model=model,
         preprocess=spec.preprocess if spec is not None else None,
         rules=rules,
         family=family or "custom",
         name=model.name,
+        pretrained=not untrained,
+        note=note,
     )
 
 

@@ -61,9 +61,10 @@ class TensorBoardLogger(keras.callbacks.Callback):
     During training it writes:
     - every `update_freq` optimizer steps: `loss` (the running mean of the epoch, as
       Keras reports it) and `learning_rate`;
-    - at each epoch end: every key of the epoch logs, `epoch` (number of finished epochs
-      over the whole run), `learning_rate` and, with `group_learning_rates`,
-      `learning_rate/<group>` for each layer group.
+    - at each epoch end: every key of the epoch logs, `epoch` (passes over the training
+      data so far: `epochs_done()` when given, else Keras's epochs over the whole run),
+      `learning_rate` and, with `group_learning_rates`, `learning_rate/<group>` for each
+      layer group.
 
     The learning rate is the optimizer's rate at the step it is logged at; a schedule is
     evaluated at the current `iterations`. Writers are created on first use; call
@@ -74,6 +75,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
         update_freq: write batch-level scalars every this many optimizer steps.
         group_learning_rates: optional callable returning `{group_name: learning_rate}`
             for the current step, for optimizers with per-group rates.
+        epochs_done: optional callable returning the passes over the training data so far
+            (a float: stages may end mid-epoch).
 
     Example:
         >>> logger = TensorBoardLogger("runs/mri/tensorboard")
@@ -84,7 +87,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         >>> logger.close()
     """
 
-    def __init__(self, logdir, update_freq=20, group_learning_rates=None):
+    def __init__(self, logdir, update_freq=20, group_learning_rates=None, epochs_done=None):
         super().__init__()
         if isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1:
             raise TfftError(
@@ -99,6 +102,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.logdir = os.fspath(logdir)
         self.update_freq = update_freq
         self.group_learning_rates = group_learning_rates
+        self.epochs_done = epochs_done
         self._writers = {}
         self._previous_batch_step = None
         # Tags already written by the batch hook at a step, so the epoch hook does not write
@@ -183,7 +187,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 validation[key[len("val_"):]] = value
             else:
                 train[key] = value
-        train["epoch"] = float(epoch + 1)
+        train["epoch"] = float(self.epochs_done() if self.epochs_done is not None else epoch + 1)
         train["learning_rate"] = self.current_learning_rate()
         if self.group_learning_rates is not None:
             for group, rate in self.group_learning_rates().items():
@@ -247,6 +251,25 @@ class TensorBoardLogger(keras.callbacks.Callback):
         image = confusion_matrix_figure(cm, class_names, title=f"Confusion matrix: {stage_name}")
         with self._writer("validation").as_default(step=step):
             tf.summary.image(f"confusion_matrix/{stage_name}", image[np.newaxis], max_outputs=1)
+        self.flush()
+
+    def log_range_test(self, name, test):
+        """Writes a learning-rate range test: its curve as the image `lr_find/<name>` and the
+        smoothed loss against the sweep step as scalars, in the run `lr_find_<name>` (its own
+        step axis: the sweep's steps are undone afterwards).
+
+        Args:
+            name: the stage the sweep was for.
+            test: a `tfft.lr_finder.RangeTest`.
+        """
+        with self._writer(f"lr_find_{name}").as_default():
+            for t, (rate, loss) in enumerate(zip(test.rates, test.smoothed)):
+                tf.summary.scalar("lr_find/learning_rate", rate, step=t)
+                if np.isfinite(loss):
+                    tf.summary.scalar("lr_find/smoothed_loss", loss, step=t)
+            tf.summary.image(f"lr_find/{name}", test.figure(f"stage '{name}'")[np.newaxis], step=0)
+            tf.summary.text("lr_find/suggestion", f"{test.suggestion:.4g} ({test.rule}; stopped at {test.stopped})",
+                            step=0)
         self.flush()
 
     def log_text(self, tag, markdown, step=None):

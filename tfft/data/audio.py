@@ -31,7 +31,7 @@ from tfft.data.checks import (
     check_validation_split,
     positive_int,
 )
-from tfft.data.pipeline import cache_dataset, finish_datasets, fingerprint, listing
+from tfft.data.pipeline import cache_dataset, shuffle_epoch, example_seeds, filled, finish_datasets, fingerprint, listing
 from tfft.data.wav import WavInfo, find_unreadable, load_audio, read_wav, resample, wav_info
 from tfft.errors import DataError
 
@@ -235,16 +235,17 @@ def audio_datasets(
         return waveform, label, time_keep, freq_keep
 
     # Shuffle after the cache: a cache fed in shuffled order would freeze the first
-    # epoch's order. Every example gets its own seed from a seeded stream that changes
-    # each epoch; stateless ops then make crops and augmentation reproducible even with
-    # parallel calls.
-    train = train_waves.shuffle(
-        min(shuffle_buffer, len(train_paths)), seed=seed, reshuffle_each_iteration=True
-    )
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    train = tf.data.Dataset.zip(train, seeds)
-    train = train.map(train_example, num_parallel_calls=tf.data.AUTOTUNE)
-    train = train.batch(batch_size).map(to_features, num_parallel_calls=tf.data.AUTOTUNE)
+    # epoch's order. Every example gets its own seed from its place in the stream
+    # (`example_seeds`); stateless ops then make crops and augmentation reproducible, with
+    # parallel calls and from any starting batch.
+    buffer = min(shuffle_buffer, len(train_paths))
+
+    def train_epoch(epoch, skip=0):
+        ds = shuffle_epoch(train_waves, buffer, seed, epoch)
+        ds = ds.skip(skip * batch_size)
+        ds = tf.data.Dataset.zip(ds, example_seeds(seed, epoch, skip * batch_size))
+        ds = ds.map(train_example, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size).map(to_features, num_parallel_calls=tf.data.AUTOTUNE)
 
     val_cropped = val_waves.map(
         lambda x, y: (crop_or_pad(x, length), y), num_parallel_calls=tf.data.AUTOTUNE
@@ -262,6 +263,6 @@ def audio_datasets(
         )
 
     return finish_datasets(
-        train, validation, class_names, weights, len(train_paths), len(val_paths),
-        validation_examples,
+        train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
+        validation_examples, batch_size, prime=filled(cache, train_waves),
     )

@@ -8,6 +8,12 @@ KINDS = ("image", "text", "audio")
 SYNTHETIC = {"image": "mri", "text": "tickets", "audio": "keywords"}
 PER_CLASS = {"image": 150, "text": 32, "audio": None}  # None: every voice, speed and pitch
 IMAGE_AUGMENT = dict(flip=True, rotation=0.05, zoom=0.1, contrast=0.1)
+# `data.augment="strong"`: for few examples per class, where a model sees each one many times.
+STRONG_AUGMENT = {
+    "image": dict(flip=True, rotation=0.1, zoom=0.2, translation=0.1, contrast=0.2, rand_augment=2),
+    "audio": dict(time_mask=3, time_mask_width=15, freq_mask=3, freq_mask_width=12, noise_snr_db=10, shift=0.2,
+                  gain_db=9),
+}
 
 
 def cache_dir():
@@ -17,6 +23,19 @@ def cache_dir():
 
 def expand(path):
     return os.path.expanduser(path) if isinstance(path, str) else path
+
+
+def resolve_augment(kind, augment):
+    """`data.augment` as the builders take it: None is the modality's default, `"strong"`
+    its strong preset (`STRONG_AUGMENT`), a dict itself."""
+    if augment is None:
+        return default_augment(kind)
+    if isinstance(augment, str):
+        if augment != "strong" or kind not in STRONG_AUGMENT:
+            raise DataError(f"data.augment takes None, a dict of steps or 'strong' (images and audio). "
+                            f"Received: data.augment={augment!r}")
+        return dict(STRONG_AUGMENT[kind])
+    return augment
 
 
 def default_augment(kind):
@@ -76,7 +95,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
             f_min=config.f_min,
             f_max=config.f_max,
             normalize=config.normalize,
-            augment=default_augment("audio") if config.augment is None else config.augment,
+            augment=resolve_augment("audio", config.augment),
             batch_size=config.batch_size,
             seed=config.seed,
             cache=expand(config.cache),
@@ -95,7 +114,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
             image_size=config.image_size or input_size,
             batch_size=config.batch_size,
             seed=config.seed,
-            augment=default_augment("image") if config.augment is None else config.augment,
+            augment=resolve_augment("image", config.augment),
             preprocess=backbone.preprocess,
             cache=expand(config.cache),
             class_weights=config.class_weights,

@@ -1,17 +1,21 @@
 """The container every data builder returns."""
 
 import dataclasses
-from typing import Optional
+import math
+from typing import Callable, Optional
 
 import tensorflow as tf
 
 
 @dataclasses.dataclass
 class Datasets:
-    """Batched training and validation datasets and what the trainer needs to know of them.
+    """Training epochs, the validation split and what the trainer needs to know of them.
 
     Args:
-        train: batched `tf.data.Dataset` of `(inputs, label)`; shuffled and augmented.
+        train_epoch: `train_epoch(epoch, skip=0)` returns the batched training dataset of
+            `(inputs, label)` of one epoch, from batch `skip` on: shuffled and augmented as
+            a pure function of the data seed and the epoch number, so any epoch, or any
+            batch of it, can be produced again exactly.
         validation: batched `tf.data.Dataset` of `(inputs, label)`; never augmented, fixed order.
         class_names: label names; label `i` is `class_names[i]`.
         class_weights: `{label: weight}` for `fit(class_weight=...)`, or None.
@@ -21,14 +25,19 @@ class Datasets:
             dashboards that show what was misclassified), in the same order as `validation`.
         multi_label: labels are multi-hot float vectors `[num_classes]` (any number of
             classes per example) instead of one int class index.
+        batch_size: global batch size of `train_epoch`.
+        drop_remainder: whether an epoch drops its short last batch (needed when several
+            replicas split each batch).
+        prime: optional callable that `train_stream` runs once first (fills a file cache).
 
     Example:
-        >>> ds = Datasets(train, val, ["cat", "dog"], None, 80, 20)
-        >>> ds.num_classes
-        2
+        >>> ds = Datasets(train_epoch, val, ["cat", "dog"], None, 80, 20, batch_size=16)
+        >>> ds.steps_per_epoch, ds.num_classes
+        (5, 2)
+        >>> stream = ds.train_stream(position=7)   # epoch 1 from its third batch on
     """
 
-    train: tf.data.Dataset
+    train_epoch: Callable
     validation: tf.data.Dataset
     class_names: list
     class_weights: Optional[dict]
@@ -36,7 +45,47 @@ class Datasets:
     num_validation: int
     validation_examples: Optional[tf.data.Dataset] = None
     multi_label: bool = False
+    batch_size: int = 32
+    drop_remainder: bool = False
+    prime: Optional[Callable] = None
 
     @property
     def num_classes(self):
         return len(self.class_names)
+
+    @property
+    def steps_per_epoch(self):
+        """Batches in one pass over the training data."""
+        if self.drop_remainder:
+            return max(1, self.num_train // self.batch_size)
+        return math.ceil(self.num_train / self.batch_size)
+
+    def epoch(self, epoch, skip=0):
+        """The batches of training epoch `epoch` from batch `skip` on.
+
+        Built inside `flat_map`, as every epoch of `train_stream` is, so that it is the very
+        same data whether asked for alone or as part of a stream.
+        """
+        start = tf.data.Dataset.from_tensors(tf.constant(int(epoch), tf.int64))
+        return start.flat_map(lambda e: self.train_epoch(e, int(skip)))
+
+    @property
+    def train(self):
+        """The first training epoch, batched and prefetched (order and augmentation fixed)."""
+        return self.epoch(0).prefetch(tf.data.AUTOTUNE)
+
+    def train_stream(self, position=0):
+        """An endless stream of training batches starting at global batch `position`.
+
+        Batch `position` is batch `position % steps_per_epoch` of epoch
+        `position // steps_per_epoch`; the stream goes on through every later epoch, each
+        in its own order. Two streams started at 0 and at `k` agree from batch `k` on.
+        """
+        if self.prime is not None:
+            self.prime()
+            self.prime = None
+        per_epoch = self.steps_per_epoch
+        epoch, skip = divmod(int(position), per_epoch)
+        first = self.epoch(epoch, skip)
+        rest = tf.data.Dataset.range(epoch + 1, tf.int64.max).flat_map(lambda e: self.train_epoch(e, 0))
+        return first.concatenate(rest).prefetch(tf.data.AUTOTUNE)

@@ -22,17 +22,20 @@ from tfft.data.checks import (
 )
 from tfft.data.pipeline import (
     cache_dataset,
+    shuffle_epoch,
+    filled,
     finish_datasets,
     fingerprint,
     listing,
-    map_preprocess,
+    seeded_call,
 )
 from tfft.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
-# The augmentation `augment=True` stands for; also the full list of valid `augment` keys.
-DEFAULT_AUGMENT = dict(flip=True, rotation=0.05, zoom=0.1, translation=0.1, contrast=0.1)
+# The augmentation `augment=True` stands for; also the full list of valid `augment` keys
+# (`rand_augment`: that many RandAugment operations per image, off by default).
+DEFAULT_AUGMENT = dict(flip=True, rotation=0.05, zoom=0.1, translation=0.1, contrast=0.1, rand_augment=0)
 
 
 def _image_size(image_size):
@@ -101,8 +104,9 @@ def build_augmenter(augment, seed=0):
     Args:
         augment: None or False for none; True for `DEFAULT_AUGMENT`; or a dict with any of
             the keys `flip` (bool: random horizontal flip), `rotation` (fraction of a full
-            turn), `zoom`, `translation` (fractions of the image size) and `contrast`
-            (factor). A value of 0, False or None turns that step off.
+            turn), `zoom`, `translation` (fractions of the image size), `contrast`
+            (factor) and `rand_augment` (that many RandAugment operations per image, at
+            magnitude 0.5). A value of 0, False or None turns that step off.
         seed: integer seed; each layer gets its own seed derived from it.
 
     Returns:
@@ -146,6 +150,12 @@ def build_augmenter(augment, seed=0):
             elif key == "translation":
                 layer = keras.layers.RandomTranslation(
                     value, value, seed=layer_seed, name=key
+                )
+            elif key == "rand_augment":
+                if not isinstance(value, numbers.Integral) or value < 1:
+                    raise ValueError("a number of operations per image, such as 2")
+                layer = keras.layers.RandAugment(
+                    value_range=(0, 255), num_ops=int(value), factor=0.5, seed=layer_seed, name=key
                 )
             else:
                 layer = keras.layers.RandomContrast(
@@ -268,34 +278,38 @@ def image_datasets(
     )
 
     buffer = min(shuffle_buffer, len(train_paths))
-    train = listing(train_paths, train_labels)
-    if cache:
-        # Shuffle after the cache: a cache fed by shuffled paths would freeze the first
-        # epoch's order, because later epochs replay the cache without reshuffling.
-        train = _cache(_load(train, size), cache, "train", train_paths, train_labels, size)
-        train = train.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    else:
-        # Without a cache, shuffling paths keeps decoded images out of the buffer.
-        train = train.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        train = _load(train, size)
-    train = train.batch(batch_size)
-    if augmenter is not None:
-        # Sequential map: the layers draw from seeded state, and parallel calls would
-        # consume it in a racy order and break reproducibility. The ops are vectorised
-        # over the batch, so this is rarely the bottleneck.
-        train = train.map(lambda x, y: (augmenter(x, training=True), y))
+    listed = listing(train_paths, train_labels)
+    # A cache holds decoded images in listing order; each epoch shuffles them anew after
+    # it (a cache fed by shuffled paths would replay the first epoch's order). Without a
+    # cache, paths are shuffled and only then decoded, keeping images out of the buffer.
+    decoded = _cache(_load(listed, size), cache, "train", train_paths, train_labels, size) if cache else None
 
+    def train_epoch(epoch, skip=0):
+        order = decoded if cache else listed
+        ds = shuffle_epoch(order, buffer, seed, epoch)
+        ds = ds.skip(skip * batch_size)
+        if not cache:
+            ds = _load(ds, size)
+        ds = ds.batch(batch_size)
+        if augmenter is not None:
+            # Sequential map: the seeds are set per batch from its place in the stream.
+            first = tf.cast(epoch, tf.int64) * steps_per_epoch + skip
+            ds = ds.enumerate(first).map(lambda i, xy: (seeded_call(augmenter, xy[0], seed, i), xy[1]))
+        return ds if preprocess is None else ds.map(
+            lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    steps_per_epoch = -(-len(train_paths) // batch_size)
     val_decoded = _load(listing(val_paths, val_labels), size)
     cached_val = _cache(val_decoded, cache, "validation", val_paths, val_labels, size)
     validation = cached_val.batch(batch_size)
-
-    train, validation = map_preprocess(train, validation, preprocess)
+    if preprocess is not None:
+        validation = validation.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     # A memory cache can be shared; a file cache cannot be read by two iterators while
     # it is being written, so the examples then decode on their own.
     validation_examples = cached_val if cache is True else val_decoded
 
     return finish_datasets(
-        train, validation, class_names, weights, len(train_paths), len(val_paths),
-        validation_examples,
+        train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
+        validation_examples, batch_size, prime=filled(cache, decoded),
     )

@@ -19,7 +19,7 @@ from tfft.data.checks import (
     check_validation_split,
     positive_int,
 )
-from tfft.data.pipeline import cache_dataset, finish_datasets, map_preprocess
+from tfft.data.pipeline import cache_dataset, shuffle_epoch, filled, finish_datasets
 from tfft.data.text_sources import (
     TEXT_EXTENSIONS,
     read_csv,
@@ -286,22 +286,29 @@ def text_datasets(
             train_encoded, len(class_names), class_weights, class_names=class_names
         )
 
-    train = _cache(
+    examples = _cache(
         _slices(train_texts, train_encoded), cache, "train", train_texts, train_encoded
     )
     buffer = min(int(shuffle_buffer), len(train_texts))
-    train = train.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    train = train.batch(int(batch_size))
+    batch_size = int(batch_size)
+
+    def train_epoch(epoch, skip=0):
+        ds = shuffle_epoch(examples, buffer, seed, epoch)
+        ds = ds.skip(skip * batch_size).batch(batch_size)
+        return ds if preprocess is None else ds.map(
+            lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
     val_examples = _cache(
         _slices(val_texts, val_encoded), cache, "validation", val_texts, val_encoded
     )
-    validation = val_examples.batch(int(batch_size))
-    train, validation = map_preprocess(train, validation, preprocess)
+    validation = val_examples.batch(batch_size)
+    if preprocess is not None:
+        validation = validation.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     if cache is not True:
         # A file cache cannot be read by two iterators while it is being written.
         val_examples = _slices(val_texts, val_encoded)
 
     return finish_datasets(
-        train, validation, class_names, weights, len(train_texts), len(val_texts),
-        val_examples, multi_label=bool(multi_label),
+        train_epoch, validation, class_names, weights, len(train_texts), len(val_texts),
+        val_examples, batch_size, multi_label=bool(multi_label), prime=filled(cache, examples),
     )

@@ -1,0 +1,86 @@
+"""Validation a user can trust: scored once per validation, after precise BatchNorm.
+
+Keras scores `validation_data` before any callback runs, with whatever BatchNorm statistics
+the model has at that moment. While BatchNorm trains, those are running averages of batch
+statistics taken as the weights moved, and they can be far from what the saved model will
+carry once precise BN recomputes them: a run from random weights logged chance accuracy
+for 11 epochs, then scored 1.00 after the recompute. `Validation` replaces Keras's pass: at
+every epoch end it first recomputes the statistics (when BatchNorm trains), then predicts
+the validation split once and puts `val_loss` and the accuracy into the epoch logs, where
+the TensorBoard logger, the checkpoints and early stopping read them. The predictions are
+kept, so the stage-end report reuses them instead of predicting again.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from tfft import evaluation
+
+
+@dataclasses.dataclass
+class Scored:
+    """One validation pass: labels and logits at optimizer step `step`."""
+
+    step: int
+    labels: np.ndarray
+    logits: np.ndarray
+
+
+class Validation(keras.callbacks.Callback):
+    """Scores a validation split at each epoch end and adds `val_*` keys to the logs.
+
+    Put it first among the callbacks, so that later ones see its keys.
+
+    Args:
+        dataset: batched `(x, y)` validation data.
+        loss: the compiled Keras loss (on logits).
+        multi_label: labels are multi-hot; the metric is then `binary_accuracy`.
+        before: optional callable run before each pass (precise BatchNorm), or None.
+
+    Example:
+        >>> validation = Validation(datasets.validation, keras.losses.SparseCategoricalCrossentropy(True))
+        >>> model.fit(train, epochs=3, callbacks=[validation, logger])
+        >>> validation.last.logits.shape
+        (120, 4)
+    """
+
+    def __init__(self, dataset, loss, multi_label=False, before=None):
+        super().__init__()
+        self.dataset = dataset
+        self.loss = loss
+        self.multi_label = multi_label
+        self.before = before
+        self.last = None
+
+    def score(self):
+        """Predict the split once with the current weights; return `{name: value}`."""
+        labels, logits = evaluation.predict_outputs(self.model, self.dataset)
+        self.last = Scored(int(np.asarray(self.model.optimizer.iterations)), labels, logits)
+        return score_logits(labels, logits, self.loss, self.multi_label, self.model.losses)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.before is not None:
+            self.before()
+        values = self.score()
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in values.items()})
+
+
+def score_logits(labels, logits, loss, multi_label=False, extra_losses=()):
+    """`{"loss": ..., "accuracy" or "binary_accuracy": ...}` of logits against labels, as
+    Keras's `evaluate` reports them (the loss includes the model's regularisation losses).
+
+    Example:
+        >>> score_logits(np.array([0, 1]), np.array([[2.0, 0.0], [0.0, 1.0]]),
+        ...              keras.losses.SparseCategoricalCrossentropy(from_logits=True))["accuracy"]
+        1.0
+    """
+    value = float(keras.ops.convert_to_numpy(loss(labels, logits.astype("float32"))))
+    value += float(sum(float(keras.ops.convert_to_numpy(extra)) for extra in extra_losses))
+    if multi_label:
+        accuracy = float(np.mean((logits > 0.0) == (labels > 0.5)))
+        return {"loss": value, "binary_accuracy": accuracy}
+    truth = labels.reshape(-1).astype("int64")
+    return {"loss": value, "accuracy": float(np.mean(np.argmax(logits, axis=-1) == truth))}
