@@ -59,3 +59,27 @@ def test_make_optimizer_and_config_round_trip():
     assert clone.decoupled_weight_decay == 1e-4
     with pytest.raises(RecipeError, match="Unknown optimizer.*'adam'"):
         make_optimizer("adam", 1e-3)
+
+
+def test_l2_sp_pulls_toward_the_anchor_instead_of_decaying_toward_zero():
+    # SGD without momentum and a zero gradient: only the decoupled terms move the weights.
+    optimizer = SGD(0.1, momentum=0.0, decoupled_weight_decay=0.5)
+    anchored, free = _variables(2)
+    optimizer.build([anchored, free])
+    anchor = keras.Variable(np.full((2, 3), 2.0, "float32"), trainable=False)
+    optimizer.set_anchors([(anchored, anchor)], strength=3.0)
+    before = [anchored.numpy().copy(), free.numpy().copy()]
+    optimizer.apply([keras.ops.zeros_like(anchored), keras.ops.zeros_like(free)], [anchored, free])
+    # anchored: w - lr * strength * (w - anchor); free: w - lr * decay * w.
+    np.testing.assert_allclose(anchored.numpy(), before[0] - 0.1 * 3.0 * (before[0] - 2.0), rtol=1e-6)
+    np.testing.assert_allclose(free.numpy(), before[1] - 0.1 * 0.5 * before[1], rtol=1e-6)
+
+
+def test_a_float_rate_becomes_a_schedule_so_the_variables_never_change():
+    optimizer = make_optimizer("adamw", 1e-3)
+    variables = _variables(1)
+    optimizer.build(variables)
+    paths = [v.path for v in optimizer.variables]
+    optimizer.learning_rate = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+    assert [v.path for v in optimizer.variables] == paths
+    assert not any("learning_rate" in path for path in paths)

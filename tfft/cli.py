@@ -9,6 +9,7 @@ A user mistake ends in one line on stderr and exit code 2; anything else is a bu
 its traceback.
 """
 
+import dataclasses
 import functools
 import os
 import sys
@@ -81,14 +82,8 @@ def run(recipe_path, overrides, out_dir, overwrite, demo):
     from tfft.trainer import Trainer
 
     trainer = (recipe.trainer or Trainer)(recipe, out_dir=out_dir, overwrite=overwrite)
-    logdir = os.path.join(trainer.out_dir, "tensorboard")
     metrics = trainer.run()
-    click.echo(
-        f"validation accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
-        f"on {metrics['num_examples']} examples"
-    )
-    click.echo(f"wrote {os.path.join(trainer.out_dir, 'metrics.json')} and {os.path.join(trainer.out_dir, 'model.keras')}")
-    click.echo(f"tensorboard --logdir {logdir}")
+    _report(metrics, trainer)
 
 
 @main.command()
@@ -111,6 +106,8 @@ def plan(recipe_path, overrides, demo):
     )
     if trainer.backbone.note:
         click.echo(trainer.backbone.note)
+    if recipe.schedule.kind == "auto":
+        click.echo(describe_search(trainer))
     for stage_plan in plans:
         click.echo(format_stage(stage_plan, len(plans)))
 
@@ -146,6 +143,71 @@ def lr_find(recipe_path, overrides, stage_name, steps, out_dir, overwrite, demo)
     click.echo(f"wrote {os.path.join(out_dir, 'lr_find.png')} and {os.path.join(out_dir, 'lr_find.json')}; "
                f"tensorboard --logdir {os.path.join(out_dir, 'tensorboard')}")
     click.echo(f"use it: --set {key}={test.suggestion:.3g}")
+
+
+@main.command()
+@click.argument("recipe_path", metavar="RECIPE")
+@_set_option
+@click.option("--trials", default=8, show_default=True, help="How many value sets to try.")
+@click.option("--oracle", type=click.Choice(["random", "bayesian"]), default="random", show_default=True,
+              help="KerasTuner's random search or Bayesian optimisation.")
+@click.option("--steps", type=int, default=None,
+              help="Steps of each trial (default: 1.5x the run's steps, shared among the trials).")
+@click.option("--out", "out_dir", default=None, help="Run directory (default: runs/<recipe name>-tune).")
+@click.option("--overwrite", is_flag=True, help="Replace a directory that already holds files.")
+@_demo_option
+@_user_errors
+def tune(recipe_path, overrides, trials, oracle, steps, out_dir, overwrite, demo):
+    """Search the values RECIPE lists in its `tune` section, on held-out training data; then
+    train the winner on the whole training split."""
+    recipe = _load(recipe_path, overrides, demo)
+    from tfft import tuning
+    from tfft.trainer import Trainer, _default_run_dir
+
+    tuning.parse_space(recipe.tune)
+    out_dir = out_dir or _default_run_dir(recipe) + "-tune"
+    cls = recipe.trainer or Trainer
+    final = cls(recipe, out_dir=out_dir, overwrite=overwrite)
+    final._check_out_dir()
+    best, results, steps = tuning.run_tune(recipe, cls, out_dir, trials, oracle=oracle, steps=steps,
+                                           seed=recipe.runtime.seed, before=final._replace_old_run)
+    winner = max(results, key=lambda r: r.score).name
+    click.echo(f"{len(results)} trials of {steps} steps on {1 - tuning.HOLDOUT:.0%} of the training split, scored "
+               f"on the other {tuning.HOLDOUT:.0%}:\n{tuning.results_table(results, winner)}")
+    click.echo(f"best: {' '.join('--set ' + o for o in tuning.as_overrides(best))}; training it on the whole "
+               "training split")
+    final.recipe = recipe.with_overrides(tuning.as_overrides(best))
+    final.search = dict(chosen=winner, values=best, steps=steps * len(results), trials=[
+        dataclasses.asdict(r) for r in results], table=tuning.results_table(results, winner), why="tfft tune")
+    metrics = final.run()
+    _report(metrics, final)
+
+
+def _report(metrics, trainer):
+    logdir = os.path.join(trainer.out_dir, "tensorboard")
+    click.echo(
+        f"validation accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
+        f"on {metrics['num_examples']} examples"
+    )
+    click.echo(f"wrote {os.path.join(trainer.out_dir, 'metrics.json')}"
+               + (f" and {os.path.join(trainer.out_dir, 'model.keras')}" if trainer.save else ""))
+    click.echo(f"tensorboard --logdir {logdir}")
+
+
+def describe_search(trainer):
+    """What `schedule.kind="auto"` will try, on what data, at what cost."""
+    from tfft import tuning
+
+    candidates = tuning.auto_candidates(trainer.recipe, trainer)
+    full = tuning.run_budget(trainer)  # the plan's trainer holds the whole training split
+    steps = max(1, int(tuning.SEARCH_BUDGET * full / len(candidates)))
+    lines = [f"schedule.kind='auto': {len(candidates)} candidates, each {steps} steps on {1 - tuning.HOLDOUT:.0%} of the "
+             f"training split, scored on the other {tuning.HOLDOUT:.0%} (the validation split is not read); the search "
+             f"costs {steps * len(candidates)} steps, {steps * len(candidates) / full:.2g}x the {full} of the final run, "
+             "which trains the winner on the whole training split:"]
+    lines += [f"  {c.name}: {tuning._describe(c.values)} ({c.why})" for c in candidates]
+    lines.append(f"The stages below are those of '{candidates[0].name}'.")
+    return "\n".join(lines)
 
 
 def format_stage(stage_plan, count):

@@ -4,9 +4,8 @@ Leslie Smith's range test as fastai's `lr_find` runs it: the stage's trainable g
 for up to `steps` steps while the rate grows exponentially from `start_lr` to `end_lr`; the
 loss is smoothed with a bias-corrected moving average (beta 0.98) and the sweep stops once
 the smoothed loss exceeds `diverge` times its minimum or stops being finite. The suggestion
-is fastai's `valley` rule: the longest stretch over which the smoothed loss keeps falling,
-and a point two thirds of the way down it, where the loss falls fast and is still far from
-where it blows up. The trainer restores the weights and the optimizer afterwards, so the
+is the rate where the smoothed loss falls fastest per decade (`RULES` lists it and the
+others: fastai's `valley`, a tenth of the minimum). The trainer restores the weights and the optimizer afterwards, so the
 sweep leaves no trace (`tfft.snapshot`).
 
 `tfft lr-find RECIPE` runs it from the command line; `schedule.lr="find"` and
@@ -22,7 +21,12 @@ import numpy as np
 from tfft.callbacks.logs import scalar_or_none
 from tfft.errors import TfftError
 
-RULE = "valley (fastai): two thirds down the longest stretch of falling smoothed loss"
+RULES = {
+    "steepest": "steepest fall of the smoothed loss per decade of rate (Lightning's suggestion)",
+    "valley": "two thirds down the longest stretch of falling smoothed loss (fastai's valley)",
+    "minimum": "a tenth of the rate at the smoothed loss's minimum (Smith's rule of thumb)",
+}
+RULE = "steepest"
 
 
 @keras.saving.register_keras_serializable(package="tfft")
@@ -128,17 +132,21 @@ class RangeTest:
         return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
-def valley(rates, smoothed):
-    """fastai's `valley` suggestion: the index and rate two thirds down the longest run of
-    decreasing smoothed loss (a longest decreasing subsequence over the curve), skipping
-    the first tenth of the sweep and its last five points as fastai does.
+def suggest(rates, smoothed, rule=RULE):
+    """The suggested rate of a sweep by `rule` (a key of `RULES`).
+
+    The first tenth of the sweep and its last five points are left out, as fastai and
+    Lightning do: the first points mostly show the smoothing warming up, the last ones the
+    divergence.
 
     Example:
-        >>> rates = np.logspace(-6, 0, 50)
-        >>> losses = np.concatenate([np.linspace(2.0, 0.5, 40), np.linspace(0.6, 5.0, 10)])
-        >>> 1e-5 < valley(rates, losses) < 1e-1
+        >>> rates = np.logspace(-6, 0, 60)
+        >>> losses = np.concatenate([np.linspace(2.0, 0.5, 45) ** 2, np.linspace(0.3, 5.0, 15)])
+        >>> 1e-5 < suggest(rates, losses) < 1e-1
         True
     """
+    if rule not in RULES:
+        raise TfftError(f"Unknown learning-rate rule. Expected one of {sorted(RULES)}. Received: rule={rule!r}")
     values = [v for v in smoothed if math.isfinite(v)]
     n = len(values)
     if n < 8:
@@ -146,6 +154,20 @@ def valley(rates, smoothed):
             f"The learning-rate sweep stopped after {n} finite steps, too few to suggest a rate: "
             "lower the finder's start rate or give it more steps."
         )
+    if rule == "valley":
+        return valley(rates, values)
+    skip, end = n // 10, max(n // 10 + 3, n - 5)
+    rates, losses = np.asarray(rates[skip:end], "float64"), np.asarray(values[skip:end], "float64")
+    if rule == "minimum":
+        return float(rates[int(np.argmin(losses))] / 10.0)
+    return float(rates[int(np.argmin(np.gradient(losses, np.log10(rates))))])
+
+
+def valley(rates, values):
+    """fastai's `valley` suggestion: the rate two thirds down the longest run of decreasing
+    smoothed loss (a longest decreasing subsequence over the curve), skipping the first
+    tenth of the sweep and its last five points as fastai does."""
+    n = len(values)
     skip = n // 10
     rates, losses = list(rates[skip:max(skip + 3, n - 5)]), values[skip:max(skip + 3, n - 5)]
     lengths = [1] * len(losses)

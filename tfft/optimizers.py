@@ -140,12 +140,34 @@ class SGD(_GroupRates, keras.optimizers.SGD):
 OPTIMIZERS = {"adamw": AdamW, "sgd": SGD}
 
 
+@keras.saving.register_keras_serializable(package="tfft")
+class ConstantRate(keras.optimizers.schedules.LearningRateSchedule):
+    """A constant learning rate as a schedule.
+
+    An optimizer given a float keeps it in a variable, one given a schedule does not; the
+    trainer sets a schedule at every stage, so the optimizer starts with one too and its
+    variables stay the same all run long (a checkpoint, a snapshot, a resume rely on it).
+    """
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+
+    def __call__(self, step):
+        return keras.ops.cast(self.rate, "float32") + 0.0 * keras.ops.cast(step, "float32")
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+
 def make_optimizer(name, learning_rate, weight_decay=0.0, **kwargs):
-    """Create a per-group optimizer by name (`"adamw"` or `"sgd"`).
+    """Create a per-group optimizer by name (`"adamw"` or `"sgd"`); a float rate becomes a
+    `ConstantRate` schedule.
 
     Example:
         >>> make_optimizer("adamw", 1e-3, weight_decay=1e-4)
     """
     if name not in OPTIMIZERS:
         raise RecipeError(f"Unknown optimizer. Expected one of {sorted(OPTIMIZERS)}. Received: train.optimizer={name!r}")
+    if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        learning_rate = ConstantRate(learning_rate)
     return OPTIMIZERS[name](learning_rate, decoupled_weight_decay=weight_decay, **kwargs)

@@ -69,6 +69,9 @@ class DataConfig:
             tree, a CSV or JSON-lines file).
         validation_split: fraction held out for validation when there is no
             `validation_path` (stratified, seeded).
+        holdout: None, or a fraction of each class of the training split held out in place
+            of the validation split, which is then not read at all: how `schedule.kind="auto"`
+            and `tfft tune` score their candidates on training data only.
         image_size: images are resized to this; defaults to `backbone.input_size`.
         batch_size: global batch size, across all replicas.
         augment: training-only augmentation; None is the modality's default, `"strong"` its
@@ -111,6 +114,7 @@ class DataConfig:
     tfds: Optional[str] = None
     validation_path: Optional[str] = None
     validation_split: float = 0.2
+    holdout: Optional[float] = None
     image_size: Optional[int] = None
     batch_size: int = 32
     augment: Union[None, dict, str] = None
@@ -220,7 +224,7 @@ SECTIONS = {
     "runtime": RuntimeConfig,
     "output": OutputConfig,
 }
-SPECIAL = ("trainer", "demo")
+SPECIAL = ("trainer", "demo", "tune")
 
 
 @dataclasses.dataclass
@@ -243,6 +247,7 @@ class Recipe:
     trainer: Optional[type] = None
     source: Optional[str] = None
     demo: dict = dataclasses.field(default_factory=dict)
+    tune: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self):
         """Plain values of every section, as saved in the run directory."""
@@ -383,10 +388,10 @@ def load_recipe(path, overrides=(), demo=False):
             continue
         elif name in SECTIONS:
             setattr(recipe, name, _section(name, value, path))
-        elif name == "demo":
+        elif name in ("demo", "tune"):
             if not isinstance(value, dict):
-                raise RecipeError(f"{path}: 'demo' must be a dict of dotted keys. Received: demo={value!r}")
-            recipe.demo = dict(value)
+                raise RecipeError(f"{path}: '{name}' must be a dict of dotted keys. Received: {name}={value!r}")
+            setattr(recipe, name, dict(value))
         else:
             raise RecipeError(f"{path}: unknown recipe section '{name}'.{_suggest(name, list(SECTIONS) + list(SPECIAL))} Sections: {list(SECTIONS) + list(SPECIAL)}")
     if demo:

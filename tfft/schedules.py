@@ -31,7 +31,7 @@ from tfft.errors import RecipeError
 from tfft.freezing import HEAD, resolve_group_names
 
 SHAPES = ("constant", "warmup_cosine", "one_cycle", "slanted_triangular")
-KINDS = ("two_phase", "gradual_unfreezing", "chain_thaw", "custom")
+KINDS = ("two_phase", "gradual_unfreezing", "chain_thaw", "custom", "auto")
 FIND = "find"  # a stage rate chosen by the learning-rate finder when the stage starts
 
 # The default budget: this many epochs, but at least `min_steps` and at most `max_steps`
@@ -263,6 +263,9 @@ def build_stages(config, names, steps_per_epoch):
     names = list(names)
     if config.kind not in KINDS:
         raise RecipeError(f"Unknown schedule kind. Expected one of {list(KINDS)}. Received: schedule.kind={config.kind!r}")
+    if config.kind == "auto":
+        raise RecipeError("schedule.kind='auto' is resolved by the Trainer (tfft.tuning.run_auto) before stages are "
+                          "built; build_stages takes the schedule it chose.")
     if config.train_bn not in (True, False, "auto"):
         raise RecipeError(f"schedule.train_bn must be True, False or 'auto'. Received: schedule.train_bn={config.train_bn!r}")
     for key in ("lr", "finetune_lr"):

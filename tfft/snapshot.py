@@ -20,12 +20,12 @@ class Snapshot:
     """
 
     weights: list
-    optimizer: list
+    optimizer: dict
 
     @classmethod
     def take(cls, model, optimizer):
         # `np.array` copies: a numpy view of a variable would follow it as it trains.
-        return cls([np.array(v) for v in model.weights], [np.array(v) for v in optimizer.variables])
+        return cls([np.array(v) for v in model.weights], {v.path: np.array(v) for v in optimizer.variables})
 
     def restore(self, model, optimizer, keep_step=False):
         """Put every value back; with `keep_step`, the optimizer's step counter keeps going
@@ -33,7 +33,7 @@ class Snapshot:
         for variable, value in zip(model.weights, self.weights):
             variable.assign(value)
         iterations = optimizer.iterations
-        for variable, value in zip(optimizer.variables, self.optimizer):
+        for variable in optimizer.variables:
             if keep_step and variable is iterations:
                 continue
-            variable.assign(value)
+            variable.assign(self.optimizer[variable.path])

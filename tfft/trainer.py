@@ -42,7 +42,7 @@ from tfft.data.build import audio_features, datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
 from tfft.errors import TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
-from tfft.lr_finder import RULE, ExponentialSweep, RangeTest, SweepRecorder, valley
+from tfft.lr_finder import RULE, RULES, ExponentialSweep, RangeTest, SweepRecorder, suggest
 from tfft.optimizers import make_optimizer
 from tfft.recipe import Recipe
 from tfft.schedules import FIND, StageLearningRate, build_stages, plan_steps
@@ -95,6 +95,7 @@ class Trainer:
         dry_run: build the architecture without loading pretrained weights and without
             decoding every image (what `plan` needs); the BatchNorm policy still follows
             the recipe's weights.
+        save: write checkpoints and `model.keras` (False for the trials of a search).
 
     Example:
         >>> recipe = tfft.load_recipe("recipes/tumor_resnet.py", demo=True)
@@ -102,9 +103,10 @@ class Trainer:
         >>> result["accuracy"]
     """
 
-    def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2, dry_run=False):
+    def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2, dry_run=False, save=True):
         self.recipe = recipe or Recipe()
         self.dry_run = dry_run
+        self.save = save
         self.out_dir = out_dir or self.recipe.output.dir or _default_run_dir(self.recipe)
         self.overwrite = overwrite
         self.verbose = verbose
@@ -122,6 +124,8 @@ class Trainer:
         self._round = 0  # Keras epochs so far: one per validation
         self._last_loss = None
         self._validation = None
+        self._replaced = False
+        self.search = None
         self._built = False
 
     # -- hooks: override any of these ------------------------------------------------------
@@ -285,9 +289,20 @@ class Trainer:
 
     def _resolved_schedule(self):
         schedule = self.recipe.schedule
+        if schedule.kind == "auto":
+            # Planned as the recommended candidate; `run` chooses before it sets up.
+            from tfft.tuning import recommended_schedule
+
+            values = {k.split(".", 1)[1]: v for k, v in recommended_schedule(self.recipe.data.kind).items()}
+            schedule = dataclasses.replace(schedule, **values)
         if schedule.train_bn == "auto":
             return dataclasses.replace(schedule, train_bn=not self.backbone.pretrained)
         return schedule
+
+    @property
+    def has_batchnorm(self):
+        """Whether the backbone has BatchNorm layers (so its BatchNorm policy matters)."""
+        return bool(batchnorm_layers(self.backbone.model))
 
     @property
     def group_names(self):
@@ -323,8 +338,14 @@ class Trainer:
     # -- running ---------------------------------------------------------------------------
 
     def run(self):
-        """Run every stage, evaluate and save. Returns the metrics written to `metrics.json`."""
+        """Run every stage, evaluate and save. Returns the metrics written to `metrics.json`.
+
+        With `schedule.kind="auto"`, the schedule is chosen first on held-out training data
+        (`tfft.tuning.run_auto`), then the winner trains on the whole training split.
+        """
         self._check_out_dir()
+        if self.recipe.schedule.kind == "auto":
+            self._choose_schedule()
         self.setup()
         self._open_run()
         history = []
@@ -332,7 +353,8 @@ class Trainer:
             for index, stage in enumerate(self.stages):
                 history.append(self._run_stage(index, stage))
             metrics = self._evaluate(history)
-            self._save_model()
+            if self.save:
+                self._save_model()
         finally:
             self.logger.close()
         return metrics
@@ -377,6 +399,26 @@ class Trainer:
             self.logger.close()
         return stage, test
 
+    def _choose_schedule(self):
+        from tfft import tuning
+
+        # The search checks the recipe in a dry run first; only then is an old run replaced.
+        winner, results, cost, full = tuning.run_auto(self.recipe, type(self), self.out_dir, verbose=self.verbose,
+                                                      before=self._replace_old_run)
+        table = tuning.results_table(results, winner.name)
+        if self.verbose:
+            print(f"schedule.kind='auto' chose '{winner.name}' ({winner.why}) on the held-out fold:\n{table}",
+                  flush=True)
+        self.search = dict(chosen=winner.name, why=winner.why, values=winner.values, steps=cost, run_steps=full,
+                           cost=cost / full, holdout=tuning.HOLDOUT,
+                           trials=[dataclasses.asdict(r) for r in results], table=table)
+        self.recipe = self.recipe.with_overrides(tuning.as_overrides(winner.values))
+
+    def _replace_old_run(self):
+        if self.overwrite and os.path.isdir(self.out_dir) and not self._replaced:
+            shutil.rmtree(self.out_dir)
+        self._replaced = True
+
     def _open_run(self):
         """Create the run directory (replacing an old run only now that every check has
         passed), the TensorBoard logger and the checkpoints."""
@@ -386,8 +428,7 @@ class Trainer:
             group_learning_rates=self._group_learning_rates,
             epochs_done=lambda: self.position / self.steps_per_epoch,
         )
-        if self.overwrite and os.path.isdir(self.out_dir):
-            shutil.rmtree(self.out_dir)
+        self._replace_old_run()
         os.makedirs(self.out_dir, exist_ok=True)
         if self.verbose:
             print(f"run directory: {self.out_dir}\nwatch it with: tensorboard --logdir "
@@ -405,7 +446,10 @@ class Trainer:
             monitor=self.recipe.train.monitor,
             mode=self._monitor_mode,
             state_fn=lambda: dict(self._stage_state, position=self.position),
-        )
+        ) if self.save else None
+        if self.search is not None:
+            self.logger.log_text("search", f"**schedule.kind='auto'** chose `{self.search['chosen']}`: "
+                                 f"{self.search['why']}\n\n{self.search['table']}", step=step)
 
     def _prepare(self, stage, learning_rate):
         """Freeze and unfreeze for `stage`, set its per-group factors and `learning_rate`
@@ -449,7 +493,7 @@ class Trainer:
         finally:
             snapshot.restore(self.model, self.optimizer)
         return RangeTest(recorder.rates, recorder.losses, recorder.smoothed,
-                         valley(recorder.rates, recorder.smoothed), RULE, recorder.stopped)
+                         suggest(recorder.rates, recorder.smoothed, RULE), f"{RULE}: {RULES[RULE]}", recorder.stopped)
 
     def _resolve_rate(self, index, stage):
         if stage.lr != FIND:
@@ -477,8 +521,9 @@ class Trainer:
         return math.log(2.0) if self.datasets.multi_label else math.log(self.num_classes)
 
     def _run_stage(self, index, stage):
+        planned = stage
         stage = self._resolve_rate(index, stage)
-        first_step, planned = int(np.asarray(self.optimizer.iterations)), stage
+        first_step = int(np.asarray(self.optimizer.iterations))
         trainable = 0
         for attempt in range(COLLAPSE_RETRIES + 1):
             start_step = int(np.asarray(self.optimizer.iterations))
@@ -540,7 +585,7 @@ class Trainer:
                                       before=recompute if precise else None)
         progress = StageProgress(self.position, stage.steps)
         guard = CollapseGuard(self._last_loss, self._chance_loss())
-        callbacks = [self._validation, progress, guard, self.logger, self.checkpoint]
+        callbacks = [c for c in (self._validation, progress, guard, self.logger, self.checkpoint) if c is not None]
         if stage.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
@@ -608,7 +653,10 @@ class Trainer:
         report, _ = self._validation_report()
         report["split"] = "validation"
         report["stages"] = history
-        report["best_checkpoint"] = {self.recipe.train.monitor: self.checkpoint.best_value}
+        if self.checkpoint is not None:
+            report["best_checkpoint"] = {self.recipe.train.monitor: self.checkpoint.best_value}
+        if self.search is not None:
+            report["search"] = {k: v for k, v in self.search.items() if k != "table"}
         evaluation.write_json(os.path.join(self.out_dir, "metrics.json"), report)
         return report
 
@@ -640,6 +688,8 @@ class Trainer:
                 f"({stage.shape})\n\n{stage.purpose}\n\n" + "\n".join(rows))
 
     def _check_out_dir(self):
+        if self._replaced:
+            return  # a search of this run wrote there already
         if os.path.isdir(self.out_dir) and os.listdir(self.out_dir) and not self.overwrite:
             raise TfftError(
                 f"Run directory {self.out_dir} already holds files: pass --out to another directory "

@@ -117,6 +117,7 @@ def audio_datasets(
     verify=True,
     preprocess=None,
     shuffle_buffer=10000,
+    holdout=None,
 ):
     """Build training and validation datasets of log-mel spectrograms from WAV clips.
 
@@ -147,6 +148,8 @@ def audio_datasets(
         class_weights: None, `"balanced"` or a dict `{class: weight}`.
         verify: read every file's header first and raise one `DataError` naming the first
             bad file; turn off only for data known to be clean.
+        holdout: None, or a share of each class of the training split that replaces the
+            validation split, which is then not read at all (see `sources.split_files`).
         preprocess: callable applied last to each spectrogram batch, e.g. to repeat the
             channel three times for an ImageNet backbone.
         shuffle_buffer: upper bound on the shuffle buffer, in clips.
@@ -175,7 +178,7 @@ def audio_datasets(
     augmenter = build_audio_augment(augment, features)
 
     split = sources.split_files(
-        path, manifest, validation_path, validation_split, seed, AUDIO_EXTENSIONS
+        path, manifest, validation_path, validation_split, seed, AUDIO_EXTENSIONS, holdout
     )
     train_paths, train_labels, val_paths, val_labels, class_names, source = split[:6]
     everything = split.all_paths

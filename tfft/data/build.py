@@ -102,6 +102,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
             class_weights=config.class_weights,
             verify=config.verify and not dry_run,
             preprocess=backbone.preprocess,
+            holdout=config.holdout,
         )
     if config.kind == "image":
         from tfft.data.image import image_datasets
@@ -119,6 +120,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
             cache=expand(config.cache),
             class_weights=config.class_weights,
             verify=config.verify and not dry_run,
+            holdout=config.holdout,
         )
     from tfft.data.text import text_datasets
 
@@ -141,6 +143,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
         preprocess=backbone.preprocess,
         class_weights=config.class_weights,
         cache=expand(config.cache),
+        holdout=config.holdout,
     )
 
 

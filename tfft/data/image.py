@@ -200,6 +200,7 @@ def image_datasets(
     class_weights=None,
     shuffle_buffer=10000,
     verify=True,
+    holdout=None,
 ):
     """Build training and validation image datasets.
 
@@ -230,6 +231,8 @@ def image_datasets(
             holds file paths.
         verify: decode every file once before building and raise one `DataError` naming the
             first undecodable file; turn off only for data known to be clean.
+        holdout: None, or a share of each class of the training split that replaces the
+            validation split, which is then not read at all (see `sources.split_files`).
 
     Returns:
         A `Datasets` whose `validation_examples` holds the unbatched, unprocessed
@@ -258,7 +261,7 @@ def image_datasets(
     augmenter = build_augmenter(augment, seed)
 
     split = sources.split_files(
-        path, manifest, validation_path, validation_split, seed, IMAGE_EXTENSIONS
+        path, manifest, validation_path, validation_split, seed, IMAGE_EXTENSIONS, holdout
     )
     train_paths, train_labels, val_paths, val_labels, class_names, source = split[:6]
 

@@ -281,6 +281,27 @@ def stratified_split(labels, fraction, seed):
     return train_idx, val_idx
 
 
+def holdout_split(labels, fraction, seed, source="the training split"):
+    """Hold out a stratified `fraction` of each class of a training split, for choices made
+    on training data (`data.holdout`). Its seed differs from the validation split's, so the
+    fold is not a copy of a split made earlier with the same fraction.
+
+    Example:
+        >>> fit, held = holdout_split([0, 0, 0, 0, 1, 1, 1, 1], 0.25, seed=0)
+        >>> len(fit), len(held)
+        (6, 2)
+    """
+    if not is_fraction(fraction):
+        raise DataError(f"data.holdout must be a fraction between 0 and 1. Received: data.holdout={fraction!r}")
+    fit_idx, held_idx = stratified_split(labels, fraction, seed + 104729)
+    if len(held_idx) == 0:
+        raise DataError(
+            "Holding out part of the training split left nothing to hold out: every class has a single "
+            f"training example. Received: {source}, num_examples={len(labels)}"
+        )
+    return fit_idx, held_idx
+
+
 class FileSplit(NamedTuple):
     """Training and validation files of a data set, as `split_files` returns them."""
 
@@ -293,12 +314,16 @@ class FileSplit(NamedTuple):
     all_paths: list  # every file, training source first, in listing order
 
 
-def split_files(path, manifest, validation_path, validation_split, seed, extensions):
+def split_files(path, manifest, validation_path, validation_split, seed, extensions, holdout=None):
     """List a class-per-folder tree or a manifest and split it into training and validation.
 
     Exactly one of `path` and `manifest` is given. With `validation_path`, that folder is
     the validation split and must hold the same classes; otherwise each class is split by
     `stratified_split(labels, validation_split, seed)`.
+
+    With `holdout`, the validation split is neither used nor read (`validation_path` is not
+    even listed): the training split is split again, by `holdout_split`, and its held-out
+    fold takes the validation's place. That is how choices are made on training data only.
 
     Args:
         path: class-per-folder tree, or None.
@@ -307,6 +332,7 @@ def split_files(path, manifest, validation_path, validation_split, seed, extensi
         validation_split: share of each class held out when there is no validation_path.
         seed: integer seed of the split.
         extensions: file name endings of the class folders, e.g. `(".wav",)`.
+        holdout: None, or the share of each class of the training split to hold out.
 
     Returns:
         A `FileSplit`.
@@ -326,6 +352,16 @@ def split_files(path, manifest, validation_path, validation_split, seed, extensi
     else:
         paths, labels, class_names = read_manifest(manifest)
         source = f"manifest='{manifest}'"
+    if holdout is not None:
+        if validation_path is None:
+            train_idx, _ = stratified_split(labels, validation_split, seed)
+            paths, labels = [paths[i] for i in train_idx], [labels[i] for i in train_idx]
+        fit_idx, held_idx = holdout_split(labels, holdout, seed, source)
+        return FileSplit(
+            [paths[i] for i in fit_idx], [labels[i] for i in fit_idx],
+            [paths[i] for i in held_idx], [labels[i] for i in held_idx],
+            class_names, source, paths,
+        )
     if validation_path is not None:
         val_paths, val_labels, val_names = list_class_folders(validation_path, extensions)
         if val_names != class_names:

@@ -139,6 +139,7 @@ def text_datasets(
     class_weights=None,
     cache=True,
     shuffle_buffer=10000,
+    holdout=None,
 ):
     """Build training and validation text-classification datasets.
 
@@ -184,6 +185,9 @@ def text_datasets(
         cache: True caches the examples in memory, a string caches them in files with that
             path prefix, False does not cache.
         shuffle_buffer: upper bound on the shuffle buffer.
+        holdout: None, or a share of each class of the training split that replaces the
+            validation split, which is then not read at all (`validation_path` and a TFDS
+            validation split included).
 
     Returns:
         A `Datasets` whose `validation_examples` holds the unbatched raw validation texts
@@ -240,6 +244,10 @@ def text_datasets(
     columns = (text_column, label_column, multi_label, label_delimiter)
     val_texts = val_labels = val_wheres = None
 
+    if holdout is not None:
+        # Choices are made on training data only: the validation split is never read.
+        validation_path = None
+        tfds_split = (tfds_split[0], None) if tfds is not None else tfds_split
     if kind == "path":
         texts, labels, wheres, class_names = read_folder(source)
         if validation_path is not None:
@@ -263,7 +271,14 @@ def text_datasets(
             val_texts, val_labels, val_wheres = read(validation_path, *columns)
 
     encoded, strata = _encode_labels(labels, wheres, class_names, multi_label, label_column)
-    if val_texts is not None:
+    if holdout is not None:
+        if not separate:
+            kept, _ = sources.stratified_split(strata, validation_split, seed)
+            texts, encoded, strata = [texts[i] for i in kept], encoded[kept], [strata[i] for i in kept]
+        fit_idx, held_idx = sources.holdout_split(strata, holdout, seed, f"{kind}={source!r}")
+        train_texts, train_encoded = [texts[i] for i in fit_idx], encoded[fit_idx]
+        val_texts, val_encoded = [texts[i] for i in held_idx], encoded[held_idx]
+    elif val_texts is not None:
         val_encoded, _ = _encode_labels(
             val_labels, val_wheres, class_names, multi_label, label_column
         )

@@ -1,0 +1,131 @@
+"""Choices on training data alone: `schedule.kind="auto"` and `tfft tune` never read the validation."""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from tfft import tuning
+from tfft.cli import main
+from tfft.data import sources
+from tfft.recipe import Recipe
+from tfft.testing import BlobTrainer, array_datasets, gaussian_blobs, write_image_folder, write_recipe
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_image_folder(root / "train", num_classes=3, per_class=10, size=32, seed=0)
+    write_image_folder(root / "validation", num_classes=3, per_class=4, size=32, seed=1)
+    return root
+
+
+class Poisoned(BlobTrainer):
+    """Blobs whose validation labels are all wrong: scoring on them would show."""
+
+    def build_datasets(self):
+        x, y, x_val, y_val = gaussian_blobs(**self.blobs)
+        return array_datasets(x, y, x_val, (y_val + 1) % self.blobs["num_classes"], batch_size=16,
+                              seed=self.recipe.data.seed, holdout=self.recipe.data.holdout)
+
+
+AUTO = ["data.batch_size=16", "schedule.kind='auto'", "schedule.min_steps=48", "schedule.lr=0.01",
+        "schedule.finetune_lr=0.003"]
+
+
+def test_auto_never_reads_the_validation_split(tmp_path, monkeypatch):
+    every = tuning.auto_candidates
+    monkeypatch.setattr(tuning, "auto_candidates", lambda recipe, trainer: every(recipe, trainer)[:3])
+    outcomes = {}
+    for cls in (BlobTrainer, Poisoned):
+        winner, results, cost, full = tuning.run_auto(Recipe().with_overrides(AUTO), cls, str(tmp_path / cls.__name__),
+                                                      verbose=0)
+        outcomes[cls] = (winner.name, [(r.name, round(r.accuracy, 6), round(r.loss, 5)) for r in results])
+        assert cost <= tuning.SEARCH_BUDGET * full
+    assert outcomes[BlobTrainer] == outcomes[Poisoned]
+    # The poison is real: a run that does score on it sees it.
+    recipe = Recipe().with_overrides(AUTO + ["schedule.kind='two_phase'"])
+    assert Poisoned(recipe, out_dir=str(tmp_path / "reads"), verbose=0, save=False).run()["accuracy"] < 0.1
+
+
+def test_a_held_out_fold_never_lists_the_validation_folder(folders, monkeypatch):
+    listed = []
+    real = sources.list_class_folders
+    monkeypatch.setattr(sources, "list_class_folders", lambda path, ext: listed.append(str(path)) or real(path, ext))
+    split = sources.split_files(str(folders / "train"), None, str(folders / "validation"), 0.2, 0, (".png",),
+                                holdout=0.2)
+    assert listed == [str(folders / "train")]
+    assert len(split.train_paths) == 24 and len(split.val_paths) == 6
+    assert not set(split.train_paths) & set(split.val_paths)
+    assert sorted(split.val_labels) == [0, 0, 1, 1, 2, 2]
+    # Without a validation folder, the fold comes from what the validation split leaves.
+    carved = sources.split_files(str(folders / "train"), None, None, 0.2, 0, (".png",))
+    fold = sources.split_files(str(folders / "train"), None, None, 0.2, 0, (".png",), holdout=0.25)
+    assert set(fold.train_paths + fold.val_paths) == set(carved.train_paths)
+
+
+def test_auto_run_trains_the_winner_on_all_training_data_and_says_what_it_chose(tmp_path, capsys):
+    recipe = Recipe().with_overrides(["data.batch_size=16", "schedule.kind='auto'", "schedule.min_steps=48",
+                                      "schedule.lr=0.01", "schedule.finetune_lr=0.003"])
+    trainer = BlobTrainer(recipe, out_dir=str(tmp_path / "run"), verbose=1)
+    metrics = trainer.run()
+    search = metrics["search"]
+    assert trainer.datasets.num_train == 128  # all of it, not the fold
+    names = [t["name"] for t in search["trials"]]
+    assert names[0] == "recommended" and {"gradual_unfreezing", "l2_sp", "train_bn"} <= set(names)
+    assert search["chosen"] in names and search["cost"] <= tuning.SEARCH_BUDGET
+    assert all(t["steps"] == search["steps"] // len(names) for t in search["trials"])
+    chosen = next(t for t in search["trials"] if t["name"] == search["chosen"])
+    assert all(getattr(trainer.recipe.schedule, k.split(".")[1], None) == v
+               for k, v in chosen["values"].items() if k.startswith("schedule."))
+    assert sum(s["steps_run"] for s in metrics["stages"]) == 48  # the full budget, on all training data
+    assert sorted(os.listdir(tmp_path / "run" / "search")) == sorted(
+        [f"{i:02d}_{n}" for i, n in enumerate(names)] + ["keras_tuner"])
+    out = capsys.readouterr().out
+    assert f"schedule.kind='auto' chose '{search['chosen']}'" in out and "| trial | values |" in out
+
+
+def test_plan_of_auto_lists_candidates_and_cost(folders):
+    result = CliRunner().invoke(main, ["plan", _write(folders), "--set", "schedule.kind='auto'"])
+    assert result.exit_code == 0, result.output
+    assert "schedule.kind='auto': 6 candidates, each" in result.output
+    assert "the validation split is not read" in result.output and "gradual_unfreezing" in result.output
+
+
+def _write(folders):
+    return write_recipe(folders / "recipe.py", f"""
+        from tfft.testing import TinyTrainer
+        trainer = TinyTrainer
+        backbone = dict(input_size=32)
+        data = dict(path={str(folders / 'train')!r}, batch_size=8, augment={{}}, validation_split=0.25)
+        schedule = dict(kind="two_phase", min_steps=24, lr=0.01, finetune_lr=0.003)
+        tune = {{"schedule.finetune_lr": (1e-4, 1e-2), "schedule.unfreeze": [0, 1]}}
+    """)
+
+
+def test_tune_searches_the_tune_section_then_trains_the_best(folders, tmp_path):
+    out = tmp_path / "tuned"
+    result = CliRunner().invoke(main, ["tune", _write(folders), "--trials", "2", "--steps", "12", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 trials of 12 steps on 80% of the training split" in result.output
+    assert "--set schedule.finetune_lr=" in result.output and "(chosen)" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = metrics["search"]["values"]
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["schedule"]["finetune_lr"] == best["schedule.finetune_lr"]
+    assert 1e-4 <= best["schedule.finetune_lr"] <= 1e-2 and best["schedule.unfreeze"] in (0, 1)
+    assert os.path.isfile(out / "model.keras")
+
+
+@pytest.mark.parametrize("space, message", [
+    ({}, "needs a `tune` section"),
+    ({"schedule.finetune_lr": [1e-4]}, "two or more values of one type"),
+    ({"schedule.finetune_lr": (1e-2, 1e-4)}, "a (low, high) pair"),
+    ({"schedule.finetune": [1, 2]}, "Unknown recipe key 'schedule.finetune'"),
+])
+def test_tune_section_errors(space, message):
+    with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)")):
+        tuning.parse_space(space)

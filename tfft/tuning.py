@@ -1,0 +1,324 @@
+"""Choosing recipe values on training data alone: `schedule.kind="auto"` and `tfft tune`.
+
+Both score candidates the same way. A candidate is a set of recipe values; it trains on the
+training split minus a stratified held-out fold (`data.holdout`, a fifth of each class) for
+a short budget and is scored on that fold: held-out accuracy, ties broken by the held-out
+loss. The validation split, and a `validation_path` the user gave, are never read. The
+winner's values then train for the full budget on the whole training split.
+
+- `schedule.kind="auto"` tries a fixed list per recipe (`auto_candidates`): the recommended
+  schedule, other built-in schedules and unfreeze depths, the BatchNorm policy flipped,
+  stronger augmentation (or label smoothing for text) and L2-SP. Their budgets add up to
+  `SEARCH_BUDGET` times the full run's steps, spread evenly.
+- `tfft tune RECIPE --trials N` searches the values a recipe lists in its `tune` section
+  (`{"schedule.finetune_lr": [1e-5, 1e-4, 1e-3], "train.l2_sp": (0.1, 100.0)}`: a list is a
+  choice, a `(low, high)` pair a range, sampled on a log scale when it spans a decade or
+  more), with KerasTuner's random search or Bayesian optimisation; each trial gets
+  `SEARCH_BUDGET / N` of the run's steps unless told otherwise.
+
+Both drive the trials through KerasTuner (`auto` with its grid search over the candidate
+list), and every trial is a run directory of its own under `RUN/search/`, with TensorBoard
+logs and its hyperparameters, so the hparams dashboard shows them side by side.
+"""
+
+import dataclasses
+import logging
+import math
+import os
+import time
+
+from tfft.errors import RecipeError, TfftError
+
+HOLDOUT = 0.2
+SEARCH_BUDGET = 1.5
+OBJECTIVE = "held_out_score"
+
+
+@dataclasses.dataclass
+class Candidate:
+    """A named set of recipe values (`{"schedule.kind": "gradual_unfreezing"}`) and why it
+    is worth trying."""
+
+    name: str
+    values: dict
+    why: str = ""
+
+
+@dataclasses.dataclass
+class TrialResult:
+    """How one candidate did on the held-out fold."""
+
+    name: str
+    values: dict
+    steps: int
+    accuracy: float
+    loss: float
+    seconds: float
+
+    @property
+    def score(self):
+        """Accuracy, ties broken by the loss (a difference of one example always wins)."""
+        return self.accuracy - 1e-6 * min(self.loss, 1e5)
+
+
+def as_overrides(values):
+    """`--set` strings for a dict of dotted keys."""
+    return [f"{key}={value!r}" for key, value in values.items()]
+
+
+def run_budget(trainer):
+    """Steps of the full run a (set up) trainer would train."""
+    return sum(stage.steps for stage in trainer.stages)
+
+
+def probe(recipe, trainer_class, values=None):
+    """A dry-run trainer on the held-out fold's data (the validation split is not read) and
+    the steps the full run would take on the whole training split."""
+    from tfft.schedules import build_stages
+
+    overrides = dict(values or {}, **{"data.holdout": HOLDOUT})
+    trainer = trainer_class(recipe.with_overrides(as_overrides(overrides)), verbose=0, dry_run=True)
+    trainer.setup()
+    data = trainer.datasets
+    # The fold and the rest are the whole training split again.
+    per_epoch = math.ceil((data.num_train + data.num_validation) / data.batch_size)
+    stages = build_stages(trainer._resolved_schedule(), trainer.group_names, per_epoch)
+    return trainer, sum(stage.steps for stage in stages)
+
+
+def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDOUT):
+    """Train `recipe` with `values` for `steps` on the training split minus its held-out
+    fold; return a `TrialResult` scored on that fold."""
+    trial = recipe.with_overrides(as_overrides(dict(values, **{"data.holdout": holdout, "schedule.steps": steps})))
+    trainer = trainer_class(trial, out_dir=out_dir, overwrite=True, verbose=0, save=False)
+    start = time.perf_counter()
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)  # every trial builds new functions: retracing notes are expected
+    try:
+        metrics = trainer.run()
+    finally:
+        tf_logger.setLevel(level)
+    loss = metrics["stages"][-1].get("val_loss", float("inf"))
+    return TrialResult("", dict(values), steps, float(metrics["accuracy"]), float(loss), time.perf_counter() - start)
+
+
+def auto_candidates(recipe, trainer):
+    """The candidates `schedule.kind="auto"` tries for this recipe and backbone.
+
+    The first is the recommendation for the modality (`recommended_schedule`); the others
+    change one thing each, so the table says what each choice is worth.
+    """
+    kind = recipe.data.kind
+    groups = trainer.group_names
+    base = recommended_schedule(kind)
+    candidates = [Candidate("recommended", dict(base), f"the recommended schedule for {kind} data")]
+    candidates.append(Candidate("gradual_unfreezing", dict(base, **{"schedule.kind": "gradual_unfreezing"}),
+                                "one more group from the top per stage (ULMFiT)"))
+    half = max(1, len(groups) // 2)
+    if base.get("schedule.unfreeze", 0) != half and len(groups) > 1:
+        candidates.append(Candidate(f"top_{half}", dict(base, **{"schedule.unfreeze": half}),
+                                    f"only the top {half} of {len(groups)} groups move: fewer weights for few examples"))
+    if trainer.has_batchnorm:
+        flipped = not trainer.backbone.pretrained
+        candidates.append(Candidate("train_bn" if not flipped else "frozen_bn",
+                                    dict(base, **{"schedule.train_bn": not flipped}),
+                                    "the BatchNorm policy the other way round"))
+    if kind in ("image", "audio"):
+        candidates.append(Candidate("strong_augment", dict(base, **{"data.augment": "strong"}),
+                                    "stronger augmentation, for few examples seen many times"))
+    else:
+        candidates.append(Candidate("label_smoothing", dict(base, **{"train.label_smoothing": 0.1}),
+                                    "label smoothing 0.1 against over-confident fits of few examples"))
+    candidates.append(Candidate("l2_sp", dict(base, **{"train.l2_sp": 10.0}),
+                                "L2-SP: every step pulls the backbone back toward its pretrained weights"))
+    return candidates
+
+
+def recommended_schedule(kind):
+    """The schedule tfft recommends for a modality, as recipe values (docs/schedules.md)."""
+    return {"schedule.kind": "two_phase", "schedule.unfreeze": 0}
+
+
+def _choose(results):
+    best = max(results, key=lambda r: r.score)
+    return best
+
+
+class _Search:
+    """Runs candidates through a KerasTuner oracle and keeps every result."""
+
+    def __init__(self, recipe, trainer_class, out_dir, steps):
+        self.recipe = recipe
+        self.trainer_class = trainer_class
+        self.out_dir = out_dir
+        self.steps = steps
+        self.results = []
+
+    def tuner(self, oracle, values_of):
+        import keras_tuner
+
+        search = self
+
+        class Tuner(keras_tuner.Tuner):
+            def run_trial(self, trial, *args, **kwargs):
+                name, values = values_of(trial.hyperparameters)
+                out = os.path.join(search.out_dir, "search", f"{len(search.results):02d}_{name}")
+                try:
+                    result = score_candidate(search.recipe, values, search.steps, search.trainer_class, out)
+                except TfftError as error:
+                    raise keras_tuner.errors.FatalError(f"{type(error).__name__}: {error}") from error
+                result.name = name
+                search.results.append(result)
+                _log_trial(out, result)
+                return {OBJECTIVE: result.score}
+
+            def save_model(self, *args, **kwargs):
+                pass  # each trial's run directory is its record
+
+        return Tuner(oracle=oracle, directory=os.path.join(self.out_dir, "search"), project_name="keras_tuner",
+                     overwrite=True)
+
+    def run(self, tuner):
+        import keras_tuner
+
+        try:
+            tuner.search(verbose=0)
+        except keras_tuner.errors.FatalError as error:
+            message = str(error)
+            raise TfftError(message.split(": ", 1)[1] if ": " in message else message) from None
+        if not self.results:
+            raise TfftError("No trial of the search finished; see the run directories under "
+                            f"{os.path.join(self.out_dir, 'search')}.")
+        return self.results
+
+
+def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
+    """`schedule.kind="auto"`: score `auto_candidates` on the held-out fold, return
+    `(winner, results, search_steps, run_steps)`; the winner is a `Candidate`.
+
+    `before` runs once the recipe has passed a dry run, before the first trial writes.
+    """
+    import keras_tuner
+
+    probed, full = probe(recipe, trainer_class, recommended_schedule(recipe.data.kind))
+    if before is not None:
+        before()
+    candidates = auto_candidates(recipe, probed)
+    steps = max(1, int(SEARCH_BUDGET * full / len(candidates)))
+    if verbose:
+        print(f"schedule.kind='auto': {len(candidates)} candidates, {steps} steps each on "
+              f"{1 - HOLDOUT:.0%} of the training split, scored on the other {HOLDOUT:.0%} "
+              f"(search: {steps * len(candidates)} steps, {steps * len(candidates) / full:.2g}x the run's {full})",
+              flush=True)
+    by_name = {c.name: c for c in candidates}
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("candidate", [c.name for c in candidates])
+    oracle = keras_tuner.oracles.GridSearchOracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
+                                                  max_trials=len(candidates), hyperparameters=hp)
+    search = _Search(recipe, trainer_class, out_dir, steps)
+
+    def values_of(hyperparameters):
+        candidate = by_name[hyperparameters.get("candidate")]
+        if verbose:
+            print(f"  trying '{candidate.name}': {candidate.why}", flush=True)
+        return candidate.name, candidate.values
+
+    results = search.run(search.tuner(oracle, values_of))
+    winner = by_name[_choose(results).name]
+    return winner, results, steps * len(results), full
+
+
+def parse_space(tune):
+    """Check a recipe's `tune` section: `{dotted.key: [choices] or (low, high)}`."""
+    from tfft.recipe import Recipe
+
+    if not isinstance(tune, dict) or not tune:
+        raise RecipeError("tfft tune needs a `tune` section in the recipe: a dict of dotted keys to a list of "
+                          "values or a (low, high) range, e.g. tune = {'schedule.finetune_lr': [1e-5, 1e-4, 1e-3]}")
+    for key, space in tune.items():
+        Recipe().with_overrides([f"{key}={(space[0] if isinstance(space, (list, tuple)) and space else space)!r}"])
+        if isinstance(space, list):
+            if len(space) < 2 or any(v is None for v in space) or len({type(v) for v in space}) > 1:
+                raise RecipeError(f"tune[{key!r}] must list two or more values of one type (no None). "
+                                  f"Received: {space!r}")
+        elif isinstance(space, tuple):
+            if len(space) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in space) \
+                    or not space[0] < space[1]:
+                raise RecipeError(f"tune[{key!r}] as a range is a (low, high) pair of numbers. Received: {space!r}")
+        else:
+            raise RecipeError(f"tune[{key!r}] must be a list of values or a (low, high) range. Received: {space!r}")
+    return tune
+
+
+def run_tune(recipe, trainer_class, out_dir, trials, oracle="random", steps=None, seed=0, verbose=1, before=None):
+    """`tfft tune`: search the recipe's `tune` section; return `(best, results, steps)`,
+    `best` the winning values as a dict. `before` runs after the dry run that checks the
+    recipe, before the first trial writes."""
+    import keras_tuner
+
+    space = parse_space(recipe.tune)
+    if trials < 1:
+        raise RecipeError(f"--trials must be at least 1. Received: --trials {trials}")
+    _, full = probe(recipe, trainer_class)
+    if steps is None:
+        steps = max(1, int(SEARCH_BUDGET * full / trials))
+    if before is not None:
+        before()
+    hp = keras_tuner.HyperParameters()
+    for key, values in space.items():
+        if isinstance(values, list):
+            hp.Choice(key, values)
+        elif isinstance(values[0], int) and isinstance(values[1], int):
+            hp.Int(key, values[0], values[1])
+        else:
+            low, high = float(values[0]), float(values[1])
+            hp.Float(key, low, high, sampling="log" if low > 0 and high / low >= 10 else "linear")
+    objective = keras_tuner.Objective(OBJECTIVE, "max")
+    if oracle == "random":
+        engine = keras_tuner.oracles.RandomSearchOracle(objective=objective, max_trials=trials, seed=seed,
+                                                        hyperparameters=hp)
+    elif oracle == "bayesian":
+        engine = keras_tuner.oracles.BayesianOptimizationOracle(objective=objective, max_trials=trials, seed=seed,
+                                                                hyperparameters=hp)
+    else:
+        raise RecipeError(f"--oracle must be 'random' or 'bayesian'. Received: --oracle {oracle}")
+    search = _Search(recipe, trainer_class, out_dir, steps)
+
+    def values_of(hyperparameters):
+        values = {key: hyperparameters.get(key) for key in space}
+        if verbose:
+            print(f"  trial {len(search.results) + 1}/{trials}: {_describe(values)}", flush=True)
+        return f"trial{len(search.results) + 1}", values
+
+    results = search.run(search.tuner(engine, values_of))
+    return _choose(results).values, results, steps
+
+
+def _describe(values):
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in values.items())
+
+
+def results_table(results, winner):
+    """The trials as a markdown table, best first."""
+    rows = ["| trial | values | steps | held-out accuracy | held-out loss | seconds |", "|---|---|---|---|---|---|"]
+    for result in sorted(results, key=lambda r: -r.score):
+        mark = " (chosen)" if result.name == winner else ""
+        rows.append(f"| {result.name}{mark} | {_describe(result.values)} | {result.steps} | {result.accuracy:.4f} | "
+                    f"{result.loss:.4f} | {result.seconds:.0f} |")
+    return "\n".join(rows)
+
+
+def _log_trial(out_dir, result):
+    """The trial's hyperparameters and held-out figures for TensorBoard's hparams dashboard."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    from tfft.callbacks.tensorboard import flatten_hparams
+
+    values = flatten_hparams(result.values)
+    with tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard", "held_out")).as_default():
+        hparams_api.hparams(values, trial_id=result.name)
+        tf.summary.scalar("held_out/accuracy", result.accuracy, step=result.steps)
+        if math.isfinite(result.loss):
+            tf.summary.scalar("held_out/loss", result.loss, step=result.steps)
