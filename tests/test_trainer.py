@@ -250,3 +250,101 @@ def test_early_stopping_ends_a_stage_and_the_next_starts_as_planned(data_dir, tm
     metrics = trainer.run()
     # Four steps an epoch: the first stage stops after two validations, 8 of its 16 steps.
     assert [(s["name"], s["steps_run"], s["steps"]) for s in metrics["stages"]] == [("still", 8, 16), ("next", 4, 4)]
+
+
+def test_stages_shorter_than_an_epoch_run_their_planned_steps_on_one_stream(data_dir, tmp_path):
+    # 27 training images at batch 8: 4 steps an epoch; stages of 0.5, 1.25 and 0.75 epochs.
+    stages = [dict(name="a", epochs=0.5, train="head", lr=0.01), dict(name="b", epochs=1.25, train="all", lr=0.003),
+              dict(name="c", steps=3, train="head", lr=0.003)]
+    trainer = TinyTrainer(_recipe(data_dir, "schedule.kind='custom'", f"schedule.stages={stages!r}"),
+                          out_dir=str(tmp_path / "run"), verbose=0)
+    planned = [(p.stage.name, p.steps, p.bounds) for p in trainer.plan()]
+    assert planned == [("a", 2, (0, 2)), ("b", 5, (2, 7)), ("c", 3, (7, 10))]
+    metrics = trainer.run()
+    assert [(s["name"], s["steps_run"]) for s in metrics["stages"]] == [("a", 2), ("b", 5), ("c", 3)]
+    assert trainer.position == 10 and int(trainer.optimizer.iterations) == 10
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    acc = ea.EventAccumulator(os.path.join(trainer.out_dir, "tensorboard", "train"), size_guidance={ea.TENSORS: 0})
+    acc.Reload()
+    assert [e.step for e in acc.Tensors("loss")] == list(range(1, 11))  # log_every=1: no gap, no repeat
+    assert [int(e.step) for e in acc.Tensors("stage/index")] == [0, 2, 7]
+    epochs = [float(np.asarray(tf_tensor(e))) for e in acc.Tensors("epoch")]
+    assert epochs[-1] == pytest.approx(10 / 4)
+
+
+def tf_tensor(event):
+    import tensorflow as tf
+
+    return tf.make_ndarray(event.tensor_proto)
+
+
+def _blob_run(tmp_path, lr, trainer_class=None):
+    from tfft.testing import BlobTrainer
+
+    stages = [dict(name="head", steps=30, train="head", lr=0.05), dict(name="all", steps=40, train="all", lr=lr)]
+    trainer = (trainer_class or BlobTrainer)(Recipe().with_overrides([
+        "data.batch_size=16", "schedule.kind='custom'", f"schedule.stages={stages!r}"]),
+        out_dir=str(tmp_path / f"run{lr}"), verbose=0)
+    return trainer, trainer.run()
+
+
+def test_a_collapsing_stage_is_rolled_back_and_retried_at_a_lower_rate(tmp_path, capsys):
+    trainer, metrics = _blob_run(tmp_path, 0.5)
+    second = metrics["stages"][1]
+    out = capsys.readouterr().out
+    assert "stage 'all': the training loss rose to" in out and "rolled back to the stage's start; trying again" in out
+    assert second["attempts"] > 1 and second["lr"] < 0.5 and second["planned_lr"] == 0.5
+    assert second["steps_run"] > 40  # the discarded attempts count on the step axis, nothing is replayed
+    assert metrics["accuracy"] >= metrics["stages"][0]["stage_end_accuracy"]
+
+
+def test_a_stage_that_keeps_collapsing_ends_where_it_started(tmp_path, capsys):
+    from tfft.testing import BlobTrainer
+
+    class Watch(BlobTrainer):
+        def on_stage_begin(self, stage, index):
+            self.start = [np.array(v) for v in self.model.weights]
+
+    trainer, metrics = _blob_run(tmp_path, 30.0, Watch)
+    assert metrics["stages"][1]["attempts"] == 3
+    assert "ended the stage there, after 3 attempts" in capsys.readouterr().out
+    assert all(np.array_equal(a, np.array(v)) for a, v in zip(trainer.start, trainer.model.weights))
+    assert metrics["accuracy"] == metrics["stages"][0]["stage_end_accuracy"]
+
+
+def test_a_stable_stage_is_not_touched_by_the_collapse_guard(tmp_path, capsys):
+    _, metrics = _blob_run(tmp_path, 3e-3)
+    assert [s["attempts"] for s in metrics["stages"]] == [1, 1] and "rolled back" not in capsys.readouterr().out
+
+
+def test_validation_logged_while_batchnorm_trains_is_what_the_saved_model_scores(data_dir, tmp_path):
+    trainer = RandomInit(_recipe(data_dir, "schedule.precise_bn=2", "schedule.epochs=3"), out_dir=str(tmp_path / "run"),
+                         verbose=0)
+    metrics = trainer.run()
+    last = metrics["stages"][-1]
+    # The last logged validation figure scores the very weights and statistics saved in model.keras.
+    saved = keras.models.load_model(os.path.join(trainer.out_dir, "model.keras"))
+    from tfft.evaluation import predict_outputs
+
+    labels, logits = predict_outputs(saved, trainer.datasets.validation)
+    assert last["val_accuracy"] == pytest.approx(float(np.mean(np.argmax(logits, -1) == labels.reshape(-1))))
+    assert last["val_accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_batchnorm_policy_follows_the_weights_of_a_keras_file(tmp_path):
+    from tfft.backbones import build_backbone
+    from tfft.testing import tiny_images, tiny_resnet
+
+    fresh = tiny_resnet(32)
+    fresh.save(tmp_path / "fresh.keras")
+    untrained = build_backbone(str(tmp_path / "fresh.keras"))
+    assert untrained.pretrained is False and "never trained" in untrained.note
+    images, labels = tiny_images(size=32)
+    head = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(fresh.output))
+    model = keras.Model(fresh.input, head)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images, labels, epochs=1, verbose=0)  # BatchNorm statistics move
+    fresh.save(tmp_path / "trained.keras")
+    trained = build_backbone(str(tmp_path / "trained.keras"))
+    assert trained.pretrained is True and trained.note == ""

@@ -125,6 +125,7 @@ class Trainer:
         self._last_loss = None
         self._validation = None
         self._replaced = False
+        self._progress = None
         self.search = None
         self._built = False
 
@@ -300,6 +301,11 @@ class Trainer:
         return schedule
 
     @property
+    def current_position(self):
+        """Training batches consumed so far, counting those of the stage running now."""
+        return self._progress.position if self._progress is not None else self.position
+
+    @property
     def has_batchnorm(self):
         """Whether the backbone has BatchNorm layers (so its BatchNorm policy matters)."""
         return bool(batchnorm_layers(self.backbone.model))
@@ -426,7 +432,7 @@ class Trainer:
             os.path.join(self.out_dir, "tensorboard"),
             update_freq=self.recipe.output.log_every,
             group_learning_rates=self._group_learning_rates,
-            epochs_done=lambda: self.position / self.steps_per_epoch,
+            epochs_done=lambda: self.current_position / self.steps_per_epoch,
         )
         self._replace_old_run()
         os.makedirs(self.out_dir, exist_ok=True)
@@ -445,7 +451,7 @@ class Trainer:
             os.path.join(self.out_dir, "checkpoints"),
             monitor=self.recipe.train.monitor,
             mode=self._monitor_mode,
-            state_fn=lambda: dict(self._stage_state, position=self.position),
+            state_fn=lambda: dict(self._stage_state, position=self.current_position),
         ) if self.save else None
         if self.search is not None:
             self.logger.log_text("search", f"**schedule.kind='auto'** chose `{self.search['chosen']}`: "
@@ -541,7 +547,7 @@ class Trainer:
                           f"({trainable:,} parameters)", flush=True)
                 self.on_stage_begin(stage, index)
             fit, progress, guard, batchnorm = self._fit(index, stage)
-            self.position = progress.position
+            self.position, self._progress = progress.position, None
             if guard.collapsed is None:
                 break
             snapshot.restore(self.model, self.optimizer, keep_step=True)
@@ -583,7 +589,7 @@ class Trainer:
 
         self._validation = Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
                                       before=recompute if precise else None)
-        progress = StageProgress(self.position, stage.steps)
+        progress = self._progress = StageProgress(self.position, stage.steps)
         guard = CollapseGuard(self._last_loss, self._chance_loss())
         callbacks = [c for c in (self._validation, progress, guard, self.logger, self.checkpoint) if c is not None]
         if stage.early_stopping:
