@@ -8,14 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from tfft.callbacks import checkpoints
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from tfft.callbacks.checkpoints import StageCheckpoint
-from tfft.callbacks.checkpoints import load_checkpoint
-from tfft.callbacks.checkpoints import save_checkpoint
 from tfft.callbacks.tensorboard import TensorBoardLogger
 from tfft.callbacks.tensorboard import flatten_hparams
 from tfft.errors import TfftError
@@ -205,155 +201,6 @@ def test_logger_validates_arguments_and_needs_a_model(tmp_path):
     assert _events(tmp_path / "train").Tensors("note")[0].step == 3
 
 
-# Checkpoints
-
-
-def _optimizer_values(optimizer):
-    return [np.asarray(v).copy() for v in optimizer.variables]
-
-
-def _weight_values(model):
-    return [w.copy() for w in model.get_weights()]
-
-
-def test_save_then_load_restores_bit_identical_values(tmp_path):
-    model = _model()
-    _fit(model, [], initial_epoch=0, epochs=1)
-    weights, moments = _weight_values(model), _optimizer_values(model.optimizer)
-    assert int(model.optimizer.iterations) == STEPS_PER_EPOCH
-    state = {"stage_index": 0, "stage": "head", "epoch": 1, "step": STEPS_PER_EPOCH}
-    save_checkpoint(tmp_path / "last", model, model.optimizer, state)
-    paths = np.load(tmp_path / "last" / "optimizer.npz")["paths"].tolist()
-    assert paths[0].endswith("iteration") and any(p.endswith("_velocity") for p in paths)
-
-    _fit(model, [], initial_epoch=1, epochs=2)  # moves weights, moments and iterations
-    model.set_weights([w + 1.0 for w in model.get_weights()])
-    assert not np.array_equal(model.get_weights()[0], weights[0])
-    assert not np.array_equal(_optimizer_values(model.optimizer)[-1], moments[-1])
-
-    assert load_checkpoint(tmp_path / "last", model, model.optimizer) == state
-    for restored, saved in zip(model.get_weights(), weights):
-        np.testing.assert_array_equal(restored, saved)
-    for restored, saved in zip(_optimizer_values(model.optimizer), moments):
-        np.testing.assert_array_equal(restored, saved)
-    assert int(model.optimizer.iterations) == STEPS_PER_EPOCH
-
-    fresh = _model()
-    fresh.optimizer.build(fresh.trainable_variables)
-    load_checkpoint(tmp_path / "last", fresh, fresh.optimizer)
-    for restored, saved in zip(_optimizer_values(fresh.optimizer), moments):
-        np.testing.assert_array_equal(restored, saved)
-
-
-def test_failed_save_keeps_previous_checkpoint_and_leaves_no_temp_dir(tmp_path, monkeypatch):
-    model = _model()
-    model.optimizer.build(model.trainable_variables)
-    target = tmp_path / "last"
-    save_checkpoint(target, model, model.optimizer, {"epoch": 1})
-    before = {name: (target / name).read_bytes() for name in os.listdir(target)}
-
-    def crash(path, **arrays):
-        assert os.path.isdir(os.path.dirname(path))  # the temporary directory exists
-        with open(path, "wb") as file:
-            file.write(b"partial")
-        raise OSError("disk full")
-
-    # The model's weights are written by then; the optimizer's fail half-way.
-    monkeypatch.setattr(checkpoints.np, "savez", crash)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(target, model, model.optimizer, {"epoch": 2})
-    assert os.listdir(tmp_path) == ["last"]
-    assert {name: (target / name).read_bytes() for name in os.listdir(target)} == before
-    assert load_checkpoint(target, model, model.optimizer) == {"epoch": 1}
-
-
-def test_load_falls_back_to_backup_left_between_renames(tmp_path):
-    model = _model()
-    model.optimizer.build(model.trainable_variables)
-    save_checkpoint(tmp_path / "last", model, model.optimizer, {"epoch": 1})
-    os.replace(tmp_path / "last", tmp_path / ".last.previous")  # crash after the first rename
-    assert load_checkpoint(tmp_path / "last", model, model.optimizer) == {"epoch": 1}
-    save_checkpoint(tmp_path / "last", model, model.optimizer, {"epoch": 2})
-    assert os.listdir(tmp_path) == ["last"]
-
-
-def test_load_errors_name_the_problem(tmp_path):
-    model = _model(units=3)
-    model.optimizer.build(model.trainable_variables)
-    save_checkpoint(tmp_path / "ckpt", model, model.optimizer, {})
-
-    with pytest.raises(TfftError, match="No checkpoint found"):
-        load_checkpoint(tmp_path / "missing", model, model.optimizer)
-    wider = _model(units=5)
-    wider.optimizer.build(wider.trainable_variables)
-    with pytest.raises(TfftError, match=r"differ in shape.*\(8, 3\) vs .*\(8, 5\)"):
-        load_checkpoint(tmp_path / "ckpt", wider, wider.optimizer)
-    unbuilt = _model()
-    with pytest.raises(TfftError, match=r"holds \d+ optimizer variables .*optimizer\.build"):
-        load_checkpoint(tmp_path / "ckpt", unbuilt, unbuilt.optimizer)
-    os.remove(tmp_path / "ckpt" / "state.json")
-    with pytest.raises(TfftError, match="state.json"):
-        load_checkpoint(tmp_path / "ckpt", model, model.optimizer)
-
-
-def _read_state(directory):
-    with open(os.path.join(directory, "state.json"), encoding="utf-8") as file:
-        return json.load(file)
-
-
-@pytest.mark.parametrize(
-    "mode, values, best_epoch",
-    [("min", [0.9, 0.5, 0.7, 0.4, 0.6], 4), ("max", [0.2, 0.6, 0.5, 0.6, 0.55], 2)],
-)
-def test_best_follows_the_monitored_value_and_last_every_epoch(tmp_path, mode, values, best_epoch):
-    model = _model()
-    model.optimizer.build(model.trainable_variables)
-    stage = {"stage_index": 0, "stage": "head"}
-    callback = StageCheckpoint(tmp_path, monitor="val_metric", mode=mode, state_fn=lambda: stage)
-    callback.set_model(model)
-    for epoch, value in enumerate(values):
-        if epoch == 3:
-            stage = {"stage_index": 1, "stage": "all"}  # same instance, next fit
-        # Mark the weights with the epoch so the files show which epoch was saved.
-        model.set_weights([np.full_like(w, epoch) for w in model.get_weights()])
-        callback.on_epoch_end(epoch, {"loss": 1.0, "val_metric": value})
-
-    best, last = _read_state(tmp_path / "best"), _read_state(tmp_path / "last")
-    assert best["epoch"] == best_epoch and best["monitor_value"] == values[best_epoch - 1]
-    assert callback.best_value == values[best_epoch - 1]
-    assert last["epoch"] == 5 and last["monitor_value"] == values[-1]
-    assert last["stage"] == "all" and last["best_value"] == callback.best_value
-    assert last["logs"] == {"loss": 1.0, "val_metric": values[-1]}
-    load_checkpoint(tmp_path / "best", model, model.optimizer)
-    assert model.get_weights()[0].flat[0] == best_epoch - 1
-
-
-def test_stage_checkpoint_across_two_fits(tmp_path):
-    model = _model()
-    stage = {"stage_index": 0, "stage": "head"}
-    callback = StageCheckpoint(tmp_path, state_fn=lambda: dict(stage))
-    _fit(model, [callback], initial_epoch=0, epochs=2)
-    stage = {"stage_index": 1, "stage": "all"}
-    _fit(model, [callback], initial_epoch=2, epochs=3)
-    last = _read_state(tmp_path / "last")
-    assert (last["epoch"], last["step"], last["stage"]) == (3, 3 * STEPS_PER_EPOCH, "all")
-    assert last["monitor"] == "val_loss" and "val_accuracy" in last["logs"]
-    assert _read_state(tmp_path / "best")["monitor_value"] == callback.best_value
-    assert sorted(os.listdir(tmp_path)) == ["best", "last"]
-
-
-def test_stage_checkpoint_without_monitored_key_saves_only_last(tmp_path):
-    model = _model()
-    model.optimizer.build(model.trainable_variables)
-    callback = StageCheckpoint(tmp_path, monitor="val_loss")
-    callback.set_model(model)
-    with pytest.warns(UserWarning, match="'val_loss'.*Available keys: \\['loss'\\]"):
-        callback.on_epoch_end(0, {"loss": 0.3})
-    assert os.listdir(tmp_path) == ["last"] and callback.best_value is None
-    with pytest.raises(TfftError, match="mode='auto'"):
-        StageCheckpoint(tmp_path, mode="auto")
-
-
 # MirroredStrategy over two logical CPU devices needs a fresh process: the devices must be
 # configured before TensorFlow initialises its runtime.
 MIRRORED_SCRIPT = textwrap.dedent(
@@ -367,7 +214,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     )
     import keras
     from tensorboard.backend.event_processing import event_accumulator
-    from tfft.callbacks.checkpoints import StageCheckpoint, load_checkpoint
+    from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
     from tfft.callbacks.tensorboard import TensorBoardLogger
 
     out = sys.argv[1]
@@ -378,17 +225,19 @@ MIRRORED_SCRIPT = textwrap.dedent(
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
     y = np.arange(32) % 3
     logger = TensorBoardLogger(out + "/tb", update_freq=2)
-    checkpoints = StageCheckpoint(out + "/ckpt", monitor="loss")
+    store = CheckpointStore(out + "/ckpt")
+    checkpoints = RunCheckpoints(store, monitor="loss")
     for first, last in ((0, 1), (1, 2)):
         logger.set_model(model)
         logger.log_stage_begin(first, f"stage{first}", 15, "plan")
         model.fit(x, y, batch_size=8, validation_data=(x, y), initial_epoch=first,
                   epochs=last, callbacks=[logger, checkpoints], verbose=0)
     logger.close()
-    saved = np.load(out + "/ckpt/last/optimizer.npz")
+    newest = store.steps()[0][1]
+    saved = np.load(newest + "/optimizer.npz")
     for variable in model.optimizer.variables[2:]:
         variable.assign(variable + 1.0)
-    load_checkpoint(out + "/ckpt/last", model, model.optimizer)
+    load_checkpoint(newest, model, model.optimizer)
     restored = [np.asarray(v) for v in model.optimizer.variables]
     print("restored", all(np.array_equal(saved[str(i)], v) for i, v in enumerate(restored)))
     acc = event_accumulator.EventAccumulator(

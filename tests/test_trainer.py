@@ -107,9 +107,10 @@ def test_run_directory_holds_results(two_phase_run):
     assert saved["accuracy"] == metrics["accuracy"] and set(saved["per_class"]) == {"class0", "class1", "class2"}
     assert [s["name"] for s in saved["stages"]] == ["head", "finetune"]
     assert np.array(saved["confusion_matrix"]).sum() == saved["num_examples"] == 9
-    with open(os.path.join(out, "checkpoints", "last", "state.json")) as f:
+    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["best", "step-000004", "step-000008"]
+    with open(os.path.join(out, "checkpoints", "step-000008", "state.json")) as f:
         state = json.load(f)
-    assert state["stage_name"] == "finetune" and state["stage_index"] == 1 and state["epoch"] == 2
+    assert state["stage_name"] == "finetune" and state["stage_index"] == 1 and state["position"] == 8
     # The model loads with plain Keras: no tfft objects, no optimizer inside.
     script = f"import keras; m = keras.models.load_model({os.path.join(out, 'model.keras')!r}); print(getattr(m, 'optimizer', None))"
     check = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -178,7 +179,7 @@ def test_existing_run_directory_is_refused(data_dir, tmp_path):
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text("{}")
-    with pytest.raises(TfftError, match="already holds files.*--overwrite"):
+    with pytest.raises(TfftError, match="holds a finished run.*--overwrite"):
         TinyTrainer(_recipe(data_dir), out_dir=str(tmp_path / "run"), verbose=0).run()
     assert (tmp_path / "run" / "metrics.json").read_text() == "{}"
 

@@ -18,14 +18,19 @@ import click
 
 
 def _user_errors(command):
-    """Turn a `TfftError` into one line on stderr and exit code 2."""
+    """Turn a `TfftError` into one line on stderr and exit code 2, and a run stopped on a
+    signal or a non-finite loss into its line and its exit code (143, 130, 3)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from tfft.errors import TfftError
+        from tfft.trainer import RunStopped
 
         try:
             return command(*args, **kwargs)
+        except RunStopped as stopped:
+            click.echo(str(stopped), err=True)
+            sys.exit(stopped.exit_code)
         except TfftError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
@@ -73,15 +78,41 @@ def _load(recipe_path, overrides, demo):
 @click.argument("recipe_path", metavar="RECIPE")
 @_set_option
 @click.option("--out", "out_dir", default=None, help="Run directory (default: output.dir, else runs/<recipe name>).")
-@click.option("--overwrite", is_flag=True, help="Replace a run directory that already holds files.")
+@click.option("--overwrite", is_flag=True, help="Replace a run directory that already holds files, once the new "
+              "run has finished.")
+@click.option("--resume", "resume", is_flag=True, help="Insist on resuming an interrupted run of this recipe in the "
+              "run directory (without it, one is resumed when found).")
 @_demo_option
 @_user_errors
-def run(recipe_path, overrides, out_dir, overwrite, demo):
-    """Fine-tune as RECIPE says; write logs, checkpoints, model.keras and metrics.json."""
+def run(recipe_path, overrides, out_dir, overwrite, resume, demo):
+    """Fine-tune as RECIPE says; write logs, checkpoints, model.keras and metrics.json.
+
+    An interrupted run of the same recipe in the run directory is resumed from its newest
+    checkpoint.
+    """
+    if resume and overwrite:
+        from tfft.errors import TfftError
+
+        raise TfftError("--resume and --overwrite contradict each other: give one.")
     recipe = _load(recipe_path, overrides, demo)
     from tfft.trainer import Trainer
 
-    trainer = (recipe.trainer or Trainer)(recipe, out_dir=out_dir, overwrite=overwrite)
+    trainer = (recipe.trainer or Trainer)(recipe, out_dir=out_dir, overwrite=overwrite,
+                                          resume=True if resume else "auto")
+    metrics = trainer.run()
+    _report(metrics, trainer)
+
+
+@main.command()
+@click.argument("run_dir", metavar="DIR")
+@_user_errors
+def resume(run_dir):
+    """Resume the interrupted run in DIR, from its recipe and newest checkpoint alone."""
+    from tfft.recipe import recipe_from_run
+    from tfft.trainer import Trainer
+
+    recipe = recipe_from_run(run_dir)
+    trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, resume=True)
     metrics = trainer.run()
     _report(metrics, trainer)
 
@@ -167,19 +198,22 @@ def tune(recipe_path, overrides, trials, oracle, steps, out_dir, overwrite, demo
     tuning.parse_space(recipe.tune)
     out_dir = out_dir or _default_run_dir(recipe) + "-tune"
     cls = recipe.trainer or Trainer
-    final = cls(recipe, out_dir=out_dir, overwrite=overwrite)
-    final._check_out_dir()
-    best, results, steps = tuning.run_tune(recipe, cls, out_dir, trials, oracle=oracle, steps=steps,
-                                           seed=recipe.runtime.seed, before=final._replace_old_run)
-    winner = max(results, key=lambda r: r.score).name
-    click.echo(f"{len(results)} trials of {steps} steps on {1 - tuning.HOLDOUT:.0%} of the training split, scored "
-               f"on the other {tuning.HOLDOUT:.0%}:\n{tuning.results_table(results, winner)}")
-    click.echo(f"best: {' '.join('--set ' + o for o in tuning.as_overrides(best))}; training it on the whole "
-               "training split")
-    final.recipe = recipe.with_overrides(tuning.as_overrides(best))
-    final.search = dict(chosen=winner, values=best, steps=steps * len(results), trials=[
-        dataclasses.asdict(r) for r in results], table=tuning.results_table(results, winner), why="tfft tune")
-    metrics = final.run()
+    final = cls(recipe, out_dir=out_dir, overwrite=overwrite, resume=False)
+    final.claim()  # the lock and the run directory's checks, before the first trial writes
+    try:
+        best, results, steps = tuning.run_tune(recipe, cls, final.out_dir, trials, oracle=oracle, steps=steps,
+                                               seed=recipe.runtime.seed)
+        winner = max(results, key=lambda r: r.score).name
+        click.echo(f"{len(results)} trials of {steps} steps on {1 - tuning.HOLDOUT:.0%} of the training split, "
+                   f"scored on the other {tuning.HOLDOUT:.0%}:\n{tuning.results_table(results, winner)}")
+        click.echo(f"best: {' '.join('--set ' + o for o in tuning.as_overrides(best))}; training it on the whole "
+                   "training split")
+        final.recipe = recipe.with_overrides(tuning.as_overrides(best))
+        final.search = dict(chosen=winner, values=best, steps=steps * len(results), trials=[
+            dataclasses.asdict(r) for r in results], table=tuning.results_table(results, winner), why="tfft tune")
+        metrics = final.run()
+    finally:
+        final.release()
     _report(metrics, final)
 
 

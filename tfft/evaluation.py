@@ -318,12 +318,26 @@ def _json_default(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _finite(value):
+    """`value` with every NaN or infinity replaced by None, for strict JSON."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path, obj):
-    """Writes `obj` as indented JSON so that readers never see a half-written file.
+    """Writes `obj` as indented, strict JSON so that readers never see a half-written file.
 
     The text goes to a temporary file in the same directory, which then replaces `path`
     in one `os.replace`. Missing parent directories are created. numpy scalars and arrays
-    are written as numbers and lists.
+    are written as numbers and lists; NaN and infinities as `null` (JSON has no token for
+    them, and strict parsers reject Python's `NaN`).
 
     Args:
         path: destination file.
@@ -336,7 +350,7 @@ def write_json(path, obj):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     # Serialise first so a value that is not JSON leaves no temporary file behind.
-    text = json.dumps(obj, indent=2, default=_json_default) + "\n"
+    text = json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
     # Not `tempfile.mkstemp`: its files are private (0600) and `os.replace` would keep that.
     temp_path = os.path.join(
         directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"

@@ -170,6 +170,16 @@ class TrainConfig:
         label_smoothing: label smoothing of the cross-entropy loss.
         validate_every: optimizer steps between validations (and checkpoints); every stage
             also validates at its end. None: every epoch, but at most 20 times in a run.
+        checkpoint_every: a checkpoint to resume from is written at every validation and
+            also every this many steps (an int) or this much time (`"10min"`, `"600s"`,
+            `"1h"`) in between; None: at validations only.
+        on_nan: at a non-finite loss, `"stop"` (keep the last good checkpoint, exit with
+            code 3) or `"rollback"` (go back to it, halve the stage's rate, go on; at most 3
+            times).
+        restore_best: the final model and `metrics.json` come from the best validation of
+            `monitor` (True), the last weights (False), or `"auto"`: the best when the
+            validation split is carved from the training data, the last when it is a
+            `validation_path` (which may be a test set: nothing is chosen on it).
     """
 
     optimizer: str = "adamw"
@@ -178,6 +188,9 @@ class TrainConfig:
     monitor: str = "val_loss"
     label_smoothing: float = 0.0
     validate_every: Optional[int] = None
+    checkpoint_every: Union[None, int, str] = "10min"
+    on_nan: str = "stop"
+    restore_best: Union[bool, str] = "auto"
 
 
 @dataclasses.dataclass
@@ -193,6 +206,9 @@ class RuntimeConfig:
         jit_compile: passed to `Model.compile`; `"auto"` lets Keras decide (XLA is slower
             for conv nets on CPU).
         seed: global seed of Keras, TensorFlow and NumPy.
+        deterministic: TensorFlow's op determinism (`enable_op_determinism`): the same
+            recipe and seed give bit-identical weights, and a resumed run those of an
+            uninterrupted one; some ops get slower.
     """
 
     strategy: str = "auto"
@@ -200,6 +216,7 @@ class RuntimeConfig:
     mixed_precision: Union[bool, str] = "auto"
     jit_compile: Union[bool, str] = "auto"
     seed: int = 0
+    deterministic: bool = False
 
 
 @dataclasses.dataclass
@@ -409,3 +426,39 @@ def _check_trainer(value, path):
     if not (isinstance(value, type) and issubclass(value, Trainer)):
         raise RecipeError(f"{path}: 'trainer' must be a tfft.Trainer subclass. Received: trainer={value!r}")
     return value
+
+
+def recipe_from_run(directory):
+    """The recipe a run directory was started with: its `recipe.py` copy (for a `trainer`
+    class it defines) with every value of its `recipe.json` applied.
+
+    Example:
+        >>> recipe = recipe_from_run("runs/mri")   # what `tfft resume runs/mri` trains
+    """
+    import json
+
+    directory = os.path.expanduser(str(directory))
+    values_path = os.path.join(directory, "recipe.json")
+    if not os.path.isfile(values_path):
+        raise RecipeError(f"{directory} is not a tfft run directory: it has no recipe.json.")
+    with open(values_path, encoding="utf-8") as file:
+        values = json.load(file)
+    copy = os.path.join(directory, "recipe.py")
+    recipe = load_recipe(copy) if os.path.isfile(copy) else Recipe()
+    overrides = [f"{section}.{key}={value!r}" for section in SECTIONS for key, value in values.get(section, {}).items()]
+    recipe = recipe.with_overrides(overrides)
+    if recipe.trainer is None and values.get("trainer"):
+        recipe.trainer = _import_trainer(values["trainer"], directory)
+    recipe.source = values.get("source") or recipe.source
+    return recipe
+
+
+def _import_trainer(qualified, directory):
+    import importlib
+
+    module, _, name = qualified.rpartition(".")
+    try:
+        return _check_trainer(getattr(importlib.import_module(module), name), directory)
+    except (ImportError, AttributeError):
+        raise RecipeError(f"The run in {directory} used the trainer {qualified}, which cannot be imported here: "
+                          "resume it with `tfft run` and its recipe file.") from None

@@ -31,28 +31,32 @@ import shutil
 import keras
 import numpy as np
 
-from tfft import evaluation
-from tfft.batchnorm import batchnorm_layers, recompute_batchnorm_statistics
+from tfft import evaluation, rundir
+from tfft.batchnorm import batchnorm_layers
 from tfft.callbacks import examples
-from tfft.callbacks.checkpoints import StageCheckpoint
-from tfft.callbacks.stage import CollapseGuard, StageProgress
-from tfft.callbacks.tensorboard import TensorBoardLogger
-from tfft.callbacks.validation import Validation
+from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
+from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, SIGNALS, Interruption, weights_finite
+from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
 from tfft.data.build import audio_features, datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
-from tfft.errors import TfftError
+from tfft.errors import RecipeError, TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
-from tfft.lr_finder import RULE, RULES, ExponentialSweep, RangeTest, SweepRecorder, suggest
 from tfft.optimizers import make_optimizer
 from tfft.recipe import Recipe
-from tfft.schedules import FIND, StageLearningRate, build_stages, plan_steps
-from tfft.snapshot import Snapshot
+from tfft.schedules import FIND, build_stages, plan_steps
+from tfft.stage_loop import StageLoop, Stopped
 
-# A collapsing stage is retried this many times, each at a third of the previous rate.
-COLLAPSE_RETRIES = 2
-COLLAPSE_FACTOR = 1 / 3
-# Without `train.validate_every`, validate every epoch, but no more than this many times a run.
-MAX_VALIDATIONS = 20
+# `train.on_nan="rollback"` goes back to the last good checkpoint this many times at most.
+NAN_ROLLBACKS = 3
+
+
+class RunStopped(TfftError):
+    """A run stopped before its end and can be resumed (`exit_code`: 143 on SIGTERM, 130
+    on SIGINT, 3 on a non-finite loss)."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclasses.dataclass
@@ -84,18 +88,22 @@ class StagePlan:
         return sum(row[2] for row in self.groups)
 
 
-class Trainer:
+class Trainer(StageLoop):
     """Runs a recipe: staged fine-tuning of a pretrained backbone with a new head.
 
     Args:
         recipe: a `tfft.Recipe` (default: every default value).
         out_dir: run directory; default `recipe.output.dir`, else `runs/<recipe name>`.
-        overwrite: replace a run directory that already holds files.
+        overwrite: replace a run directory that already holds files, once the new run has
+            finished (it trains beside the old one until then).
         verbose: Keras `fit` verbosity (2: one line per epoch).
         dry_run: build the architecture without loading pretrained weights and without
             decoding every image (what `plan` needs); the BatchNorm policy still follows
             the recipe's weights.
         save: write checkpoints and `model.keras` (False for the trials of a search).
+        resume: `"auto"`: continue an interrupted run of the same recipe found in `out_dir`;
+            True: insist on it (an error when there is none, or the recipe differs); False:
+            never (a directory holding a run is then refused without `overwrite`).
 
     Example:
         >>> recipe = tfft.load_recipe("recipes/tumor_resnet.py", demo=True)
@@ -103,11 +111,13 @@ class Trainer:
         >>> result["accuracy"]
     """
 
-    def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2, dry_run=False, save=True):
+    def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2, dry_run=False, save=True, resume="auto"):
         self.recipe = recipe or Recipe()
         self.dry_run = dry_run
         self.save = save
+        self.resume = resume
         self.out_dir = out_dir or self.recipe.output.dir or _default_run_dir(self.recipe)
+        self.target_dir = self.out_dir
         self.overwrite = overwrite
         self.verbose = verbose
         self.strategy = None
@@ -126,7 +136,15 @@ class Trainer:
         self._validation = None
         self._replaced = False
         self._progress = None
+        self._history = []
+        self._best_scores = None
+        self._lock = None
+        self._claim = None
         self.search = None
+        self.checkpoints = None
+        self.store = None
+        self.interruption = Interruption(self._save_on_signal)
+        self.planned_stages = None
         self._built = False
 
     # -- hooks: override any of these ------------------------------------------------------
@@ -245,6 +263,11 @@ class Trainer:
         if self._built:
             return
         runtime = self.recipe.runtime
+        _check_train(self.recipe.train)
+        if runtime.deterministic:
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
         if self.recipe.train.validate_every is not None and self.recipe.train.validate_every < 1:
             raise TfftError(f"train.validate_every must be at least 1 step. Received: "
                             f"train.validate_every={self.recipe.train.validate_every!r}")
@@ -267,6 +290,7 @@ class Trainer:
             self.groups = backbone_groups + [LayerGroup(HEAD, head_layers)]
             self.steps_per_epoch = self.datasets.steps_per_epoch
             self.stages = build_stages(self._resolved_schedule(), self.group_names, self.steps_per_epoch)
+            self.planned_stages = list(self.stages)
             self.optimizer = self.build_optimizer()
             # Build over every variable any stage will train, once, so that unfreezing a
             # group later neither raises `Unknown variable` nor resets the head's moments.
@@ -347,23 +371,168 @@ class Trainer:
         """Run every stage, evaluate and save. Returns the metrics written to `metrics.json`.
 
         With `schedule.kind="auto"`, the schedule is chosen first on held-out training data
-        (`tfft.tuning.run_auto`), then the winner trains on the whole training split.
+        (`tfft.tuning.run_auto`), then the winner trains on the whole training split. An
+        interrupted run of the same recipe in the run directory is resumed where its newest
+        checkpoint left it (see `resume`).
+
+        Raises:
+            RunStopped: SIGTERM or SIGINT (after a checkpoint), or a non-finite loss.
         """
-        self._check_out_dir()
-        if self.recipe.schedule.kind == "auto":
-            self._choose_schedule()
-        self.setup()
-        self._open_run()
-        history = []
+        self.claim()
         try:
-            for index, stage in enumerate(self.stages):
-                history.append(self._run_stage(index, stage))
-            metrics = self._evaluate(history)
-            if self.save:
-                self._save_model()
+            resumed = self._claim
+            if resumed is None and self.recipe.schedule.kind == "auto":
+                self._choose_schedule()
+            elif resumed is not None and resumed.get("search"):
+                self.search = resumed["search"]
+                self.recipe = self.recipe.with_overrides(_overrides(self.search["values"]))
+            self.setup()
+            self._open_run(resumed)
+            try:
+                with self.interruption:
+                    history = self._train(resumed)
+                metrics = self._evaluate(history)
+                if self.save:
+                    self._save_model()
+            finally:
+                self.logger.close()
+            if self.out_dir != self.target_dir:
+                rundir.swap_in(self.out_dir, self.target_dir)
+                self.out_dir = self.target_dir
         finally:
-            self.logger.close()
+            self.release()
         return metrics
+
+    def claim(self):
+        """Lock the run directory and decide where this run trains and whether it resumes.
+
+        `run` calls it; call it first yourself to write beside the run before it starts
+        (as `tfft tune` writes its trials). Idempotent until `release`.
+        """
+        if self._lock is None:
+            self._lock = rundir.RunLock(self.target_dir).acquire()
+            try:
+                self._claim = self._claim_directory()
+            except BaseException:
+                self.release()
+                raise
+        return self._claim
+
+    def release(self):
+        """Give up the run directory's lock."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _claim_directory(self):
+        """Decide where this run trains and whether it resumes; returns what to resume
+        from (`{"directory", "search"}`), or None for a fresh run."""
+        target = self.target_dir
+        staging = rundir.sibling(target, "next")
+        found = rundir.state_of(target)
+        where = staging if self.overwrite and found != "empty" else target
+        self.out_dir = where
+        here = rundir.state_of(where)
+        if here == "interrupted" and self.resume is not False:
+            differences = rundir.recipe_differences(rundir.saved_recipe(where), self.recipe.to_dict())
+            newest = None if differences else _newest_state(os.path.join(where, "checkpoints"))
+            if newest is not None:
+                return {"directory": where, "search": newest.get("search")}
+            if where == target:
+                raise TfftError(
+                    f"Run directory {target} holds an interrupted run of another recipe: {', '.join(differences)} "
+                    "differ. Give the same recipe to resume it, or --overwrite to start again." if differences else
+                    f"Run directory {target} holds an interrupted run with no whole checkpoint to resume from: "
+                    "--overwrite to start again.")
+        if self.resume is True:
+            raise TfftError(f"Nothing to resume in {target}: it holds {_describe_state(found)}.")
+        if where == staging:
+            shutil.rmtree(staging, ignore_errors=True)  # an unfinished replacement of another recipe
+        elif here == "finished":
+            raise TfftError(f"Run directory {target} holds a finished run: pass --out to another directory or "
+                            "--overwrite to replace it (the old run stays until the new one has finished).")
+        elif here != "empty":
+            raise TfftError(f"Run directory {target} already holds {_describe_state(here)}: pass --out to another "
+                            "directory or --overwrite to replace it.")
+        return None
+
+    def _train(self, resumed):
+        """The stage loop, with resuming and rolling back on a non-finite loss."""
+        rollbacks = 0
+        start = self._restore(resumed) if resumed is not None else None
+        while True:
+            try:
+                first = 0 if start is None else start["stage_index"]
+                for index in range(first, len(self.stages)):
+                    partial = start if start is not None and index == first else None
+                    self._history.append(self._run_stage(index, self.stages[index], partial))
+                return list(self._history)
+            except Stopped as stop:
+                where = (f"stage {stop.index + 1}/{len(self.stages)} '{stop.stage.name}', step {stop.done} of "
+                         f"{stop.stage.steps} (global step {stop.step}, epoch {self.current_position / self.steps_per_epoch:.2f})")
+                resume = f"tfft resume {self.target_dir}"
+                if stop.reason == "interrupted":
+                    raise RunStopped(f"{SIGNALS[stop.signal]}: stopped at {where} with a checkpoint; "
+                                     f"resume with: {resume}", EXIT_INTERRUPTED[stop.signal]) from None
+                policy = self.recipe.train.on_nan
+                if policy == "stop" or rollbacks == NAN_ROLLBACKS:
+                    raise RunStopped(f"non-finite loss at {where}; the last good checkpoint is kept and no model "
+                                     f"was saved: lower the rate, or set train.on_nan='rollback'"
+                                     + (f" (rolled back {rollbacks} times already)" if rollbacks else ""),
+                                     EXIT_DIVERGED) from None
+                rollbacks += 1
+                start = self._roll_back(stop)
+
+    def _roll_back(self, stop):
+        """`train.on_nan="rollback"`: back to the newest good checkpoint (or the run's start),
+        the diverging stage at half its rate."""
+        state = self.store.load_latest(self.model, self.optimizer) if self.store is not None else None
+        if state is None:
+            self._initial.restore(self.model, self.optimizer)
+            self.position, self._round, self._history, self._last_loss = 0, 0, [], None
+            start, step = None, 0
+        else:
+            start = self._restore_run_state(state)
+            step = state["step"]
+        lower = stop.stage.lr / 2
+        self.stages[stop.index] = dataclasses.replace(self.stages[stop.index], lr=lower)
+        truncate_events(os.path.join(self.out_dir, "tensorboard"), step)
+        print(f"non-finite loss at stage '{stop.stage.name}', global step {stop.step}: rolled back to step {step}; "
+              f"the stage goes on at lr {lower:.3g}", flush=True)
+        return start
+
+    def _restore(self, resumed):
+        """Load the newest whole checkpoint of an interrupted run; returns its run state."""
+        state = self.store.load_latest(self.model, self.optimizer)
+        start = self._restore_run_state(state)
+        dropped = truncate_events(os.path.join(self.out_dir, "tensorboard"), state["step"])
+        if self.verbose:
+            print(f"resuming {self.out_dir} from its checkpoint at global step {state['step']} "
+                  f"(stage {start['stage_index'] + 1} '{start['stage_name']}'"
+                  + (f"; {dropped} TensorBoard points written after it were dropped" if dropped else "") + ")",
+                  flush=True)
+        return start
+
+    def _run_state(self):
+        """Everything besides the weights a resumed run needs, as JSON."""
+        return dict(self._stage_state, step=int(np.asarray(self.optimizer.iterations)), position=self.current_position,
+                    round=self._round, last_loss=self._last_loss, history=self._history,
+                    stage_lrs=[s.lr for s in self.stages], search=self.search,
+                    best=self.checkpoints.best_info if self.checkpoints is not None else None)
+
+    def _restore_run_state(self, state):
+        self.position, self._round = state["position"], state["round"]
+        self._last_loss, self._history = state["last_loss"], list(state["history"])
+        self.stages = [dataclasses.replace(s, lr=lr) for s, lr in zip(self.stages, state["stage_lrs"])]
+        if self.checkpoints is not None and state.get("best"):
+            self.checkpoints.best_info = dict(state["best"])
+            self.checkpoints.best_value = state["best"]["value"]
+        return state
+
+    def _save_on_signal(self, logs):
+        if self.checkpoints is None:
+            return False
+        return self.checkpoints.save_now(logs)
 
     def range_test(self, stage_name=None, steps=100):
         """The learning-rate range test of one stage, as `tfft lr-find` runs it.
@@ -380,7 +549,7 @@ class Trainer:
             >>> stage, test = Trainer(recipe, out_dir="runs/lr-find").range_test("finetune")
             >>> test.suggestion
         """
-        self._check_out_dir()
+        self.claim()
         self.setup()
         names = [s.name for s in self.stages]
         if stage_name is None:
@@ -397,12 +566,16 @@ class Trainer:
             test = self.find_learning_rate(stage, steps=steps)
             self.range_tests[stage.name] = test
             self.logger.log_range_test(stage.name, test)
-            _write_png(os.path.join(self.out_dir, "lr_find.png"), test.figure(f"stage '{stage.name}'"))
+            self._write_range_test(stage.name, test, "lr_find.png")
             evaluation.write_json(os.path.join(self.out_dir, "lr_find.json"), dict(
                 stage=stage.name, suggestion=test.suggestion, rule=test.rule, stopped=test.stopped,
                 rates=test.rates, losses=test.losses, smoothed=test.smoothed))
         finally:
             self.logger.close()
+            self.release()
+        if self.out_dir != self.target_dir:
+            rundir.swap_in(self.out_dir, self.target_dir)
+            self.out_dir = self.target_dir
         return stage, test
 
     def _choose_schedule(self):
@@ -410,7 +583,7 @@ class Trainer:
 
         # The search checks the recipe in a dry run first; only then is an old run replaced.
         winner, results, cost, full = tuning.run_auto(self.recipe, type(self), self.out_dir, verbose=self.verbose,
-                                                      before=self._replace_old_run)
+                                                      before=lambda: os.makedirs(self.out_dir, exist_ok=True))
         table = tuning.results_table(results, winner.name)
         if self.verbose:
             print(f"schedule.kind='auto' chose '{winner.name}' ({winner.why}) on the held-out fold:\n{table}",
@@ -418,198 +591,60 @@ class Trainer:
         self.search = dict(chosen=winner.name, why=winner.why, values=winner.values, steps=cost, run_steps=full,
                            cost=cost / full, holdout=tuning.HOLDOUT,
                            trials=[dataclasses.asdict(r) for r in results], table=table)
+        self._given_recipe = self.recipe
         self.recipe = self.recipe.with_overrides(tuning.as_overrides(winner.values))
 
-    def _replace_old_run(self):
-        if self.overwrite and os.path.isdir(self.out_dir) and not self._replaced:
-            shutil.rmtree(self.out_dir)
-        self._replaced = True
-
-    def _open_run(self):
-        """Create the run directory (replacing an old run only now that every check has
-        passed), the TensorBoard logger and the checkpoints."""
-        logger = TensorBoardLogger(
+    def _open_run(self, resumed=None):
+        """Create the run directory, the TensorBoard logger and the checkpoints; on a resume,
+        reopen them."""
+        self.logger = TensorBoardLogger(
             os.path.join(self.out_dir, "tensorboard"),
             update_freq=self.recipe.output.log_every,
             group_learning_rates=self._group_learning_rates,
             epochs_done=lambda: self.current_position / self.steps_per_epoch,
         )
-        self._replace_old_run()
         os.makedirs(self.out_dir, exist_ok=True)
         if self.verbose:
             print(f"run directory: {self.out_dir}\nwatch it with: tensorboard --logdir "
                   f"{os.path.join(self.out_dir, 'tensorboard')}", flush=True)
             if self.backbone.note:
                 print(self.backbone.note, flush=True)
-        self._write_recipe()
-        self.logger = logger
+        if resumed is None:
+            self._write_recipe()
         self.logger.set_model(self.model)
+        if self.save:
+            self.store = CheckpointStore(os.path.join(self.out_dir, "checkpoints"))
+            cleaned = self.store.clean()
+            if cleaned and self.verbose:
+                print(f"removed {cleaned} temporary checkpoint folders left by an interrupted save", flush=True)
+            every = self.recipe.train.checkpoint_every
+            self.checkpoints = RunCheckpoints(
+                self.store, monitor=self.recipe.train.monitor, mode=self._monitor_mode, state_fn=self._run_state,
+                every_steps=every if isinstance(every, int) else None,
+                every_seconds=_seconds(every) if isinstance(every, str) else None,
+                healthy=lambda: weights_finite(self.model), on_best=self._keep_best_scores,
+                skip=lambda: self.interruption.signal is not None)
+        from tfft.snapshot import Snapshot
+
+        self._initial = Snapshot.take(self.model, self.optimizer)
+        if resumed is not None:
+            return
         step = int(np.asarray(self.optimizer.iterations))  # the model is not compiled yet
         self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```", step=step)
         self.logger.log_hparams(self.recipe.to_dict(), metrics=["val_loss", "val_accuracy", "loss", "accuracy"])
-        self.checkpoint = StageCheckpoint(
-            os.path.join(self.out_dir, "checkpoints"),
-            monitor=self.recipe.train.monitor,
-            mode=self._monitor_mode,
-            state_fn=lambda: dict(self._stage_state, position=self.current_position),
-        ) if self.save else None
         if self.search is not None:
-            self.logger.log_text("search", f"**schedule.kind='auto'** chose `{self.search['chosen']}`: "
-                                 f"{self.search['why']}\n\n{self.search['table']}", step=step)
+            self.logger.log_text("search", f"**{self.search.get('why', 'search')}**: chose `{self.search['chosen']}`"
+                                 f"\n\n{self.search.get('table', '')}", step=step)
 
-    def _prepare(self, stage, learning_rate):
-        """Freeze and unfreeze for `stage`, set its per-group factors and `learning_rate`
-        (a schedule on the global step) and compile; return the trained group names."""
-        trained = stage.trained_groups(self.group_names)
-        factors = stage.factors(self.group_names)
-        apply_freezing(self.groups, trained, stage.train_bn)
-        self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups])
-        self._factors = factors
-        self.group_optimizer.learning_rate = learning_rate
-        with self.strategy.scope():
-            self.model.compile(
-                optimizer=self.optimizer,
-                loss=self.build_loss(),
-                metrics=self.build_metrics(),
-                jit_compile=self.recipe.runtime.jit_compile,
-            )
-        return trained
+    def _keep_best_scores(self, state):
+        last = self._validation.last if self._validation is not None else None
+        if last is None:
+            return None
+        self._best_scores = last
+        return {"scores.npz": {"labels": last.labels, "logits": last.logits, "step": np.array(last.step)}}
 
-    def find_learning_rate(self, stage, steps=100, start_lr=1e-7, end_lr=10.0):
-        """Run the learning-rate range test on `stage`'s trainable groups, then put the
-        weights and the optimizer back as they were. Returns a `tfft.lr_finder.RangeTest`.
-
-        The sweep reads the training stream from the current position on and trains with
-        the stage's freezing, BatchNorm policy and per-group factors; its suggestion is the
-        stage's peak rate (the head's; the groups scale it as in the stage).
-
-        Example:
-            >>> trainer.setup()
-            >>> test = trainer.find_learning_rate(trainer.stages[0])
-            >>> test.suggestion, test.rule
-        """
-        self.setup()
-        snapshot = Snapshot.take(self.model, self.optimizer)
-        sweep = ExponentialSweep(start_lr, end_lr, steps, start_step=int(np.asarray(self.optimizer.iterations)))
-        recorder = SweepRecorder(sweep)
-        try:
-            self._prepare(stage, sweep)
-            self.model.fit(self.datasets.train_stream(self.position), steps_per_epoch=1, epochs=steps,
-                           class_weight=self.datasets.class_weights, shuffle=False, callbacks=[recorder], verbose=0)
-        finally:
-            snapshot.restore(self.model, self.optimizer)
-        return RangeTest(recorder.rates, recorder.losses, recorder.smoothed,
-                         suggest(recorder.rates, recorder.smoothed, RULE), f"{RULE}: {RULES[RULE]}", recorder.stopped)
-
-    def _resolve_rate(self, index, stage):
-        if stage.lr != FIND:
-            return stage
-        test = self.find_learning_rate(stage)
-        self.range_tests[stage.name] = test
-        if self.logger is not None:
-            self.logger.log_range_test(stage.name, test)
-            _write_png(os.path.join(self.out_dir, f"lr_find_{stage.name}.png"), test.figure(f"stage '{stage.name}'"))
-        if self.verbose:
-            print(f"stage '{stage.name}': learning-rate finder suggests {test.suggestion:.3g} ({test.rule}; "
-                  f"sweep of {len(test.rates)} steps, stopped at {test.stopped})", flush=True)
-        resolved = dataclasses.replace(stage, lr=test.suggestion)
-        self.stages[index] = resolved
-        return resolved
-
-    def _validation_period(self, stage):
-        every = self.recipe.train.validate_every
-        if every is None:
-            total = sum(s.steps for s in self.stages)
-            every = max(self.steps_per_epoch, math.ceil(total / MAX_VALIDATIONS))
-        return max(1, min(int(every), stage.steps))
-
-    def _chance_loss(self):
-        return math.log(2.0) if self.datasets.multi_label else math.log(self.num_classes)
-
-    def _run_stage(self, index, stage):
-        planned = stage
-        stage = self._resolve_rate(index, stage)
-        first_step = int(np.asarray(self.optimizer.iterations))
-        trainable = 0
-        for attempt in range(COLLAPSE_RETRIES + 1):
-            start_step = int(np.asarray(self.optimizer.iterations))
-            learning_rate = StageLearningRate(stage.lr, start_step, stage.steps, stage.shape, stage.warmup)
-            trained = self._prepare(stage, learning_rate)
-            snapshot = Snapshot.take(self.model, self.optimizer)
-            self._stage_state = dict(stage_index=index, stage_name=stage.name, stage_start_step=start_step,
-                                     stage_lr=stage.lr, attempt=attempt)
-            trainable = sum(g.num_trainable_params for g in self.groups)
-            if attempt == 0:
-                self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, self._factors))
-                if self.verbose:
-                    print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': {stage.steps} steps "
-                          f"({stage.epochs:.3g} epochs), training {sorted(trained, key=self._group_order)} "
-                          f"({trainable:,} parameters)", flush=True)
-                self.on_stage_begin(stage, index)
-            fit, progress, guard, batchnorm = self._fit(index, stage)
-            self.position, self._progress = progress.position, None
-            if guard.collapsed is None:
-                break
-            snapshot.restore(self.model, self.optimizer, keep_step=True)
-            _, smoothed, threshold = guard.collapsed
-            what = (f"stage '{stage.name}': the training loss rose to {smoothed:.3g} (from {guard.reference:.3g}; "
-                    f"collapse threshold {threshold:.3g}, chance {guard.chance:.3g}) after {progress.done} steps")
-            if attempt == COLLAPSE_RETRIES:
-                print(f"{what}: rolled back to the stage's start and ended the stage there, after "
-                      f"{COLLAPSE_RETRIES + 1} attempts", flush=True)
-                self._validation.score()
-                break
-            lower = stage.lr * COLLAPSE_FACTOR
-            print(f"{what}: rolled back to the stage's start; trying again at lr {lower:.3g} instead of "
-                  f"{stage.lr:.3g} (attempt {attempt + 2} of {COLLAPSE_RETRIES + 1})", flush=True)
-            stage = dataclasses.replace(stage, lr=lower)
-        self.stages[index] = stage
-        logs = {k: float(v[-1]) for k, v in fit.history.items()} if fit.history else {}
-        self._last_loss = logs.get("loss", self._last_loss)
-        if batchnorm and self.verbose:
-            print(f"recomputed the statistics of {batchnorm[0]} BatchNorm layers over {batchnorm[1]} training "
-                  "batches before each validation", flush=True)
-        report, wrong = self._validation_report()
-        if "confusion_matrix" in report:
-            self.logger.log_confusion_matrix(np.array(report["confusion_matrix"]), self.datasets.class_names, stage.name)
-        self.log_misclassified(stage, wrong)
-        self.on_stage_end(stage, index, logs)
-        end_step = int(np.asarray(self.optimizer.iterations))
-        return dict(name=stage.name, steps=planned.steps, steps_run=end_step - first_step,
-                    epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
-                    trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
-
-    def _fit(self, index, stage):
-        """One attempt at `stage`: `fit` for its steps from the current data position."""
-        precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
-        batchnorm = []
-
-        def recompute():
-            batchnorm[:] = recompute_batchnorm_statistics(self.model, self.datasets.train, precise)
-
-        self._validation = Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
-                                      before=recompute if precise else None)
-        progress = self._progress = StageProgress(self.position, stage.steps)
-        guard = CollapseGuard(self._last_loss, self._chance_loss())
-        callbacks = [c for c in (self._validation, progress, guard, self.logger, self.checkpoint) if c is not None]
-        if stage.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
-        callbacks += self.build_callbacks(stage, index)
-        period = self._validation_period(stage)
-        rounds = math.ceil(stage.steps / period)
-        fit = self.model.fit(
-            self.datasets.train_stream(self.position),
-            steps_per_epoch=period,
-            initial_epoch=self._round,
-            epochs=self._round + rounds,
-            class_weight=self.datasets.class_weights,
-            shuffle=False,  # the stream is shuffled; Keras would only warn
-            callbacks=callbacks,
-            verbose=self.verbose,
-        )
-        self._round += len(fit.epoch)
-        return fit, progress, guard, batchnorm
+    def _write_range_test(self, name, test, file_name=None):
+        _write_png(os.path.join(self.out_dir, file_name or f"lr_find_{name}.png"), test.figure(f"stage '{name}'"))
 
     def _validation_report(self):
         """The validation report and the indices and labels of misclassified examples.
@@ -621,6 +656,9 @@ class Trainer:
             labels, logits = last.labels, last.logits
         else:
             labels, logits = evaluation.predict_outputs(self.model, self.datasets.validation)
+        return self._report(labels, logits)
+
+    def _report(self, labels, logits):
         names = self.datasets.class_names
         if self.datasets.multi_label:
             report = evaluation.multilabel_report(labels, logits, names)
@@ -656,15 +694,34 @@ class Trainer:
         examples.log_misclassified(self.logger, f"misclassified/{stage.name}", kind, raw, shown, len(wrong), features)
 
     def _evaluate(self, history):
-        report, _ = self._validation_report()
+        last, _ = self._validation_report()
+        report = last
+        best = self.checkpoints.best_info if self.checkpoints is not None else None
+        if self._restores_best() and best is not None and best["step"] != int(np.asarray(self.optimizer.iterations)):
+            # The final model is the best validation's; `last` reports the last weights.
+            load_checkpoint(self.store.best_directory, self.model, self.optimizer)
+            with np.load(os.path.join(self.store.best_directory, "scores.npz")) as scores:
+                report = self._report(scores["labels"], scores["logits"])[0]
+            report["last"] = {k: last[k] for k in ("accuracy", "macro_f1", "num_examples") if k in last}
         report["split"] = "validation"
         report["stages"] = history
-        if self.checkpoint is not None:
-            report["best_checkpoint"] = {self.recipe.train.monitor: self.checkpoint.best_value}
+        if best is not None:
+            report["best"] = dict(step=best["step"], epoch=best["position"] / self.steps_per_epoch,
+                                  monitor=self.recipe.train.monitor, value=best["value"],
+                                  restored=self._restores_best() and "last" in report)
         if self.search is not None:
             report["search"] = {k: v for k, v in self.search.items() if k != "table"}
         evaluation.write_json(os.path.join(self.out_dir, "metrics.json"), report)
         return report
+
+    def _restores_best(self):
+        """`train.restore_best`; `"auto"`: only when the validation split was carved from the
+        training data (a `validation_path` may be a test set, never to be chosen on)."""
+        setting = self.recipe.train.restore_best
+        if setting == "auto":
+            data = self.recipe.data
+            return data.validation_path is None and not (data.tfds and data.tfds_split[1])
+        return bool(setting)
 
     def _save_model(self):
         # An uncompiled twin sharing the weights: `model.keras` then holds no optimizer state
@@ -693,19 +750,60 @@ class Trainer:
         return (f"**{stage.name}**: {stage.steps} steps ({stage.epochs:.3g} epochs; {stage.why}), lr {stage.lr:g} "
                 f"({stage.shape})\n\n{stage.purpose}\n\n" + "\n".join(rows))
 
-    def _check_out_dir(self):
-        if self._replaced:
-            return  # a search of this run wrote there already
-        if os.path.isdir(self.out_dir) and os.listdir(self.out_dir) and not self.overwrite:
-            raise TfftError(
-                f"Run directory {self.out_dir} already holds files: pass --out to another directory "
-                "or --overwrite to replace them."
-            )
-
     def _write_recipe(self):
-        evaluation.write_json(os.path.join(self.out_dir, "recipe.json"), self.recipe.to_dict())
+        # The recipe as given (kind "auto" included), so that a resume compares like with like.
+        given = getattr(self, "_given_recipe", self.recipe)
+        evaluation.write_json(os.path.join(self.out_dir, "recipe.json"), given.to_dict())
         if self.recipe.source and os.path.isfile(self.recipe.source):
             shutil.copyfile(self.recipe.source, os.path.join(self.out_dir, "recipe.py"))
+
+
+def _newest_state(directory):
+    """The state of the newest checkpoint that verifies, without loading it; or None."""
+    from tfft.callbacks.checkpoints import verify_checkpoint
+
+    for _, path in CheckpointStore(directory).steps():
+        try:
+            return verify_checkpoint(path)
+        except TfftError:
+            continue
+    return None
+
+
+def _overrides(values):
+    return [f"{key}={value!r}" for key, value in values.items()]
+
+
+def _describe_state(state):
+    return {"empty": "no run", "finished": "a finished run", "other": "files that are not a tfft run",
+            "interrupted": "an interrupted run"}[state]
+
+
+_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+
+
+def _seconds(text):
+    """`"10min"`, `"600s"` or `"2h"` in seconds."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*", str(text))
+    if not match:
+        raise RecipeError(f"train.checkpoint_every takes a number of steps or a time such as '10min', '600s', '1h'. "
+                          f"Received: train.checkpoint_every={text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _check_train(train):
+    if train.on_nan not in ("stop", "rollback"):
+        raise RecipeError(f"train.on_nan must be 'stop' or 'rollback'. Received: train.on_nan={train.on_nan!r}")
+    if train.restore_best not in (True, False, "auto"):
+        raise RecipeError(f"train.restore_best must be True, False or 'auto'. Received: "
+                          f"train.restore_best={train.restore_best!r}")
+    every = train.checkpoint_every
+    if isinstance(every, int) and every < 1:
+        raise RecipeError(f"train.checkpoint_every must be at least 1 step. Received: train.checkpoint_every={every}")
+    if isinstance(every, str):
+        _seconds(every)
 
 
 def batchnorm_layers_of(group):

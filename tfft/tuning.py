@@ -251,10 +251,9 @@ def parse_space(tune):
     return tune
 
 
-def run_tune(recipe, trainer_class, out_dir, trials, oracle="random", steps=None, seed=0, verbose=1, before=None):
+def run_tune(recipe, trainer_class, out_dir, trials, oracle="random", steps=None, seed=0, verbose=1):
     """`tfft tune`: search the recipe's `tune` section; return `(best, results, steps)`,
-    `best` the winning values as a dict. `before` runs after the dry run that checks the
-    recipe, before the first trial writes."""
+    `best` the winning values as a dict."""
     import keras_tuner
 
     space = parse_space(recipe.tune)
@@ -263,8 +262,6 @@ def run_tune(recipe, trainer_class, out_dir, trials, oracle="random", steps=None
     _, full = probe(recipe, trainer_class)
     if steps is None:
         steps = max(1, int(SEARCH_BUDGET * full / trials))
-    if before is not None:
-        before()
     hp = keras_tuner.HyperParameters()
     for key, values in space.items():
         if isinstance(values, list):

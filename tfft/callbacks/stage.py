@@ -19,8 +19,9 @@ class StageProgress(keras.callbacks.Callback):
     """Tracks the data position and stops training after `steps` batches.
 
     Args:
-        start: global batch position at which the stage's data stream starts.
+        start: global batch position at which the stage started.
         steps: batches the stage trains.
+        position: where the stage is now (later than `start` when it resumes mid-way).
 
     Example:
         >>> progress = StageProgress(start=120, steps=50)
@@ -29,12 +30,12 @@ class StageProgress(keras.callbacks.Callback):
         170
     """
 
-    def __init__(self, start, steps):
+    def __init__(self, start, steps, position=None):
         super().__init__()
         self.start = int(start)
         self.steps = int(steps)
-        self.position = self.start
-        self._epoch_start = self.start
+        self.position = self.start if position is None else int(position)
+        self._epoch_start = self.position
 
     @property
     def done(self):

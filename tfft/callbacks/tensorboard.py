@@ -13,6 +13,44 @@ from tfft.errors import TfftError
 from tfft.evaluation import confusion_matrix_figure
 
 
+def truncate_events(logdir, step):
+    """Drop every summary written after global step `step` from the event files under
+    `logdir`, so that a run resumed from a checkpoint at `step` continues the step axis with
+    no repeat. Each run folder's events are rewritten into one new file.
+
+    Returns:
+        How many events were dropped.
+
+    Example:
+        >>> truncate_events("runs/mri/tensorboard", 120)
+        14
+    """
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    dropped = 0
+    for root, _, names in os.walk(logdir):
+        files = sorted(n for n in names if ".tfevents." in n)
+        if not files:
+            continue
+        kept = []
+        for name in files:
+            for event in EventFileLoader(os.path.join(root, name)).Load():
+                if event.HasField("file_version"):
+                    continue
+                if event.step > step and event.HasField("summary"):
+                    dropped += 1
+                    continue
+                kept.append(event)
+        writer = EventFileWriter(root, filename_suffix=".resumed")
+        for event in kept:
+            writer.add_event(event)
+        writer.close()
+        for name in files:
+            os.remove(os.path.join(root, name))
+    return dropped
+
+
 def flatten_hparams(hparams, prefix=""):
     """Flattens nested hyperparameters into dotted keys with TensorBoard-friendly values.
 

@@ -38,6 +38,8 @@ class Validation(keras.callbacks.Callback):
         loss: the compiled Keras loss (on logits).
         multi_label: labels are multi-hot; the metric is then `binary_accuracy`.
         before: optional callable run before each pass (precise BatchNorm), or None.
+        skip: optional callable; when it returns True the epoch end is not scored (a run
+            stopping on a signal or a NaN must not change the model after its checkpoint).
 
     Example:
         >>> validation = Validation(datasets.validation, keras.losses.SparseCategoricalCrossentropy(True))
@@ -46,12 +48,13 @@ class Validation(keras.callbacks.Callback):
         (120, 4)
     """
 
-    def __init__(self, dataset, loss, multi_label=False, before=None):
+    def __init__(self, dataset, loss, multi_label=False, before=None, skip=None):
         super().__init__()
         self.dataset = dataset
         self.loss = loss
         self.multi_label = multi_label
         self.before = before
+        self.skip = skip or (lambda: False)
         self.last = None
 
     def score(self):
@@ -61,6 +64,8 @@ class Validation(keras.callbacks.Callback):
         return score_logits(labels, logits, self.loss, self.multi_label, self.model.losses)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.skip():
+            return
         if self.before is not None:
             self.before()
         values = self.score()

@@ -1,0 +1,269 @@
+"""How the Trainer runs one stage: freezing, rates, `fit` for exactly its steps, and the guards.
+
+A stage trains from the current data position for its planned steps, validating every
+`validate_every` steps counted from the stage's start and at its end, so that a stage
+resumed mid-way validates (and, while BatchNorm trains, recomputes its statistics) at the
+very steps an uninterrupted run would. Around `fit`:
+
+- the learning-rate finder resolves a rate of `"find"` when the stage starts;
+- `CollapseGuard` rolls a stage back to its start and retries it at a third of the rate;
+- `NonFinite` stops at a NaN loss (the trainer then stops or rolls back, `train.on_nan`);
+- `Interruption` turns SIGTERM/SIGINT into a checkpoint at the end of the step.
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from tfft.batchnorm import recompute_batchnorm_statistics
+from tfft.callbacks.guards import NonFinite
+from tfft.callbacks.stage import CollapseGuard, StageProgress
+from tfft.callbacks.validation import Validation
+from tfft.freezing import apply_freezing
+from tfft.lr_finder import RULE, RULES, ExponentialSweep, RangeTest, SweepRecorder, suggest
+from tfft.schedules import FIND, StageLearningRate
+from tfft.snapshot import Snapshot
+
+# A collapsing stage is retried this many times, each at a third of the previous rate.
+COLLAPSE_RETRIES = 2
+COLLAPSE_FACTOR = 1 / 3
+# Without `train.validate_every`, validate every epoch, but no more than this many times a run.
+MAX_VALIDATIONS = 20
+
+
+class Stopped(Exception):
+    """A stage stopped before its end for a reason the run must handle: `reason` is
+    `"interrupted"` (a signal) or `"diverged"` (a non-finite loss)."""
+
+    def __init__(self, reason, index, stage, step, done, signal=None):
+        super().__init__(reason)
+        self.reason, self.index, self.stage, self.step, self.done, self.signal = reason, index, stage, step, done, signal
+
+
+@dataclasses.dataclass
+class Attempt:
+    """What one `fit` of a stage left: its history, progress, guards and BatchNorm recompute."""
+
+    history: dict
+    progress: StageProgress
+    guard: CollapseGuard
+    nonfinite: NonFinite
+    batchnorm: list
+
+
+class StageLoop:
+    """The stage machinery of `tfft.Trainer` (see the module docstring)."""
+
+    def _prepare(self, stage, learning_rate):
+        """Freeze and unfreeze for `stage`, set its per-group factors and `learning_rate`
+        (a schedule on the global step) and compile; return the trained group names."""
+        trained = stage.trained_groups(self.group_names)
+        factors = stage.factors(self.group_names)
+        apply_freezing(self.groups, trained, stage.train_bn)
+        self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups])
+        self._factors = factors
+        self.group_optimizer.learning_rate = learning_rate
+        with self.strategy.scope():
+            self.model.compile(
+                optimizer=self.optimizer,
+                loss=self.build_loss(),
+                metrics=self.build_metrics(),
+                jit_compile=self.recipe.runtime.jit_compile,
+            )
+        return trained
+
+    def find_learning_rate(self, stage, steps=100, start_lr=1e-7, end_lr=10.0):
+        """Run the learning-rate range test on `stage`'s trainable groups, then put the
+        weights and the optimizer back as they were. Returns a `tfft.lr_finder.RangeTest`.
+
+        The sweep reads the training stream from the current position on and trains with
+        the stage's freezing, BatchNorm policy and per-group factors; its suggestion is the
+        stage's peak rate (the head's; the groups scale it as in the stage).
+
+        Example:
+            >>> trainer.setup()
+            >>> test = trainer.find_learning_rate(trainer.stages[0])
+            >>> test.suggestion, test.rule
+        """
+        self.setup()
+        snapshot = Snapshot.take(self.model, self.optimizer)
+        sweep = ExponentialSweep(start_lr, end_lr, steps, start_step=int(np.asarray(self.optimizer.iterations)))
+        recorder = SweepRecorder(sweep)
+        generators = _seed_states(self.model)
+        try:
+            self._prepare(stage, sweep)
+            self.model.fit(self.datasets.train_stream(self.position), steps_per_epoch=1, epochs=steps,
+                           class_weight=self.datasets.class_weights, shuffle=False, callbacks=[recorder], verbose=0)
+        finally:
+            snapshot.restore(self.model, self.optimizer)
+            _restore_seed_states(self.model, generators)
+        return RangeTest(recorder.rates, recorder.losses, recorder.smoothed,
+                         suggest(recorder.rates, recorder.smoothed, RULE), f"{RULE}: {RULES[RULE]}", recorder.stopped)
+
+    def _resolve_rate(self, index, stage):
+        if stage.lr != FIND:
+            return stage
+        test = self.find_learning_rate(stage)
+        self.range_tests[stage.name] = test
+        if self.logger is not None:
+            self.logger.log_range_test(stage.name, test)
+            self._write_range_test(stage.name, test)
+        if self.verbose:
+            print(f"stage '{stage.name}': learning-rate finder suggests {test.suggestion:.3g} ({test.rule}; "
+                  f"sweep of {len(test.rates)} steps, stopped at {test.stopped})", flush=True)
+        resolved = dataclasses.replace(stage, lr=test.suggestion)
+        self.stages[index] = resolved
+        return resolved
+
+    def _validation_period(self, stage):
+        every = self.recipe.train.validate_every
+        if every is None:
+            total = sum(s.steps for s in self.stages)
+            every = max(self.steps_per_epoch, math.ceil(total / MAX_VALIDATIONS))
+        return max(1, min(int(every), stage.steps))
+
+    def _chance_loss(self):
+        return math.log(2.0) if self.datasets.multi_label else math.log(self.num_classes)
+
+    def _run_stage(self, index, stage, resumed=None):
+        """Run stage `index` to its end; `resumed` is the stage part of a checkpoint's state
+        when the run continues mid-stage. Returns the stage's history entry."""
+        planned = self.planned_stages[index]
+        if resumed is None:
+            stage = self._resolve_rate(index, stage)
+            first_step, first_attempt = int(np.asarray(self.optimizer.iterations)), 0
+        else:
+            first_step, first_attempt = resumed["stage_first_step"], resumed["attempt"]
+        trainable, attempt = 0, first_attempt
+        for attempt in range(first_attempt, COLLAPSE_RETRIES + 1):
+            if resumed is not None and attempt == first_attempt:
+                start_step, start_position = resumed["stage_start_step"], resumed["stage_start_position"]
+            else:
+                start_step, start_position = int(np.asarray(self.optimizer.iterations)), self.position
+            learning_rate = StageLearningRate(stage.lr, start_step, stage.steps, stage.shape, stage.warmup)
+            trained = self._prepare(stage, learning_rate)
+            snapshot = Snapshot.take(self.model, self.optimizer)
+            self._stage_state = dict(stage_index=index, stage_name=stage.name, stage_start_step=start_step,
+                                     stage_start_position=start_position, stage_first_step=first_step,
+                                     attempt=attempt)
+            trainable = sum(g.num_trainable_params for g in self.groups)
+            if resumed is not None and attempt == first_attempt:
+                if self.verbose:
+                    print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': resuming at step "
+                          f"{self.position - start_position + 1} of {stage.steps}", flush=True)
+                self.on_stage_begin(stage, index)
+            elif attempt == 0:
+                self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, self._factors))
+                if self.verbose:
+                    print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': {stage.steps} steps "
+                          f"({stage.epochs:.3g} epochs), training {sorted(trained, key=self._group_order)} "
+                          f"({trainable:,} parameters)", flush=True)
+                self.on_stage_begin(stage, index)
+            if resumed is not None and self.position - start_position >= stage.steps:
+                # The checkpoint was written at the stage's very end: only its report is left.
+                self._validation = None
+                outcome = Attempt({k: [v] for k, v in resumed.get("logs", {}).items()},
+                                  StageProgress(start_position, stage.steps, self.position),
+                                  CollapseGuard(self._last_loss, self._chance_loss()), NonFinite(), [])
+                break
+            outcome = self._fit(index, stage, start_position)
+            self.position, self._progress = outcome.progress.position, None
+            if self.interruption.signal is not None:
+                raise Stopped("interrupted", index, stage, int(np.asarray(self.optimizer.iterations)),
+                              outcome.progress.done, self.interruption.signal)
+            if outcome.nonfinite.step is not None:
+                raise Stopped("diverged", index, stage, outcome.nonfinite.step, outcome.progress.done)
+            guard = outcome.guard
+            if guard.collapsed is None:
+                break
+            snapshot.restore(self.model, self.optimizer, keep_step=True)
+            _, smoothed, threshold = guard.collapsed
+            what = (f"stage '{stage.name}': the training loss rose to {smoothed:.3g} (from {guard.reference:.3g}; "
+                    f"collapse threshold {threshold:.3g}, chance {guard.chance:.3g}) after {outcome.progress.done} steps")
+            if attempt == COLLAPSE_RETRIES:
+                print(f"{what}: rolled back to the stage's start and ended the stage there, after "
+                      f"{COLLAPSE_RETRIES + 1} attempts", flush=True)
+                self._validation.score()
+                break
+            lower = stage.lr * COLLAPSE_FACTOR
+            print(f"{what}: rolled back to the stage's start; trying again at lr {lower:.3g} instead of "
+                  f"{stage.lr:.3g} (attempt {attempt + 2} of {COLLAPSE_RETRIES + 1})", flush=True)
+            stage = dataclasses.replace(stage, lr=lower)
+            self.stages[index] = stage
+        self.stages[index] = stage
+        logs = {k: float(v[-1]) for k, v in outcome.history.items()}
+        self._last_loss = logs.get("loss", self._last_loss)
+        if outcome.batchnorm and self.verbose:
+            print(f"recomputed the statistics of {outcome.batchnorm[0]} BatchNorm layers over "
+                  f"{outcome.batchnorm[1]} training batches before each validation", flush=True)
+        report, wrong = self._validation_report()
+        if "confusion_matrix" in report:
+            self.logger.log_confusion_matrix(np.array(report["confusion_matrix"]), self.datasets.class_names, stage.name)
+        self.log_misclassified(stage, wrong)
+        self.on_stage_end(stage, index, logs)
+        end_step = int(np.asarray(self.optimizer.iterations))
+        return dict(name=stage.name, steps=planned.steps, steps_run=end_step - first_step,
+                    epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
+                    trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
+
+    def _fit(self, index, stage, start_position):
+        """One attempt at `stage`: `fit` from the current data position to the stage's end,
+        validating on the stage's own grid of steps (see the module docstring)."""
+        precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
+        batchnorm = []
+        stopping = lambda: self.interruption.signal is not None or nonfinite.step is not None  # noqa: E731
+
+        def recompute():
+            batchnorm[:] = recompute_batchnorm_statistics(self.model, self.datasets.train, precise)
+
+        self._validation = Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
+                                      before=recompute if precise else None, skip=stopping)
+        progress = self._progress = StageProgress(start_position, stage.steps, position=self.position)
+        guard = CollapseGuard(self._last_loss, self._chance_loss())
+        nonfinite = NonFinite()
+        callbacks = [self._validation, progress, guard, nonfinite, self.interruption, self.logger, self.checkpoints]
+        callbacks = [c for c in callbacks if c is not None]
+        if stage.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
+        callbacks += self.build_callbacks(stage, index)
+        period = self._validation_period(stage)
+        history = {}
+        done = progress.done
+        # The first fit reaches the next step of the stage's validation grid (a resume may
+        # start between two); the second runs whole periods to the stage's end.
+        segments = []
+        if done % period:
+            segments.append((min(period - done % period, stage.steps - done), 1))
+            done += segments[-1][0]
+        if done < stage.steps:
+            segments.append((period, math.ceil((stage.steps - done) / period)))
+        for steps_per_epoch, rounds in segments:
+            fit = self.model.fit(
+                self.datasets.train_stream(progress.position),
+                steps_per_epoch=steps_per_epoch,
+                initial_epoch=self._round,
+                epochs=self._round + rounds,
+                class_weight=self.datasets.class_weights,
+                shuffle=False,  # the stream is shuffled; Keras would only warn
+                callbacks=callbacks,
+                verbose=self.verbose,
+            )
+            self._round += len(fit.epoch)
+            history.update(fit.history or {})
+            if self.model.stop_training and progress.done < stage.steps:
+                break  # early stopping, a collapse, a NaN or a signal
+        return Attempt(history, progress, guard, nonfinite, batchnorm)
+
+
+def _seed_states(model):
+    from tfft.callbacks.checkpoints import seed_generators
+
+    return [(g, np.array(g.state)) for g in seed_generators(model)]
+
+
+def _restore_seed_states(model, states):
+    for generator, value in states:
+        generator.state.assign(value)
