@@ -28,21 +28,19 @@ data = dict(
 
 head = dict(pooling="avg", dropout=0.1)
 
-# ULMFiT-style: the head alone, then one more transformer layer per epoch from the top
-# with layer-wise decay (each layer down gets 0.8 of the rate above it), slanted
-# triangular rate in every stage.
+# tfft's recommendation (docs/schedules.md#recommendations), as for images and audio: the
+# head first, then the head and the top two transformer layers at a rate the learning-rate
+# finder picks, with a warmup and cosine decay (docs/benchmarks.md compares it with
+# gradual unfreezing and chain-thaw).
 schedule = dict(
-    kind="gradual_unfreezing",
-    head_epochs=1,
+    kind="two_phase",
     lr=2e-3,
-    stage_epochs=1,
-    epochs=10,
-    finetune_lr=1e-4,
-    shape="slanted_triangular",
+    unfreeze=2,
+    finetune_lr="find",
+    shape="warmup_cosine",
     warmup=0.1,
-    decay=0.8,
 )
 
 train = dict(optimizer="adamw", weight_decay=0.01)
 
-demo = {"schedule.epochs": 8, "data.sequence_length": 48}
+demo = {"schedule.min_steps": 120, "data.sequence_length": 48}

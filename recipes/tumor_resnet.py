@@ -32,13 +32,15 @@ head = dict(pooling="avg", dropout=0.3)
 
 # Head first at a high rate, then conv4 and conv5 at a low one with a warmup and cosine
 # decay; BatchNorm statistics stay as ImageNet left them.
+# tfft's recommendation (docs/schedules.md#recommendations): the head first, then the head
+# and the top two groups at a rate the learning-rate finder picks on the training data.
 schedule = dict(
     kind="two_phase",
     head_epochs=3,
     lr=1e-3,
     epochs=12,
     unfreeze=2,
-    finetune_lr=1e-4,
+    finetune_lr="find",
     shape="warmup_cosine",
     warmup=0.1,
     early_stopping=4,

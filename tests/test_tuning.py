@@ -91,7 +91,7 @@ def test_auto_run_trains_the_winner_on_all_training_data_and_says_what_it_chose(
 def test_plan_of_auto_lists_candidates_and_cost(folders):
     result = CliRunner().invoke(main, ["plan", _write(folders), "--set", "schedule.kind='auto'"])
     assert result.exit_code == 0, result.output
-    assert "schedule.kind='auto': 6 candidates, each" in result.output
+    assert "schedule.kind='auto': 7 candidates, each" in result.output and "no_augment" in result.output
     assert "the validation split is not read" in result.output and "gradual_unfreezing" in result.output
 
 

@@ -131,7 +131,7 @@ def plan(recipe_path, overrides, demo):
     trainer = (recipe.trainer or Trainer)(recipe, verbose=0, dry_run=True)
     plans = trainer.plan()
     click.echo(
-        f"{recipe.backbone.name}: {len(trainer.group_names)} layer groups, {trainer.num_classes} classes, "
+        f"{trainer.backbone.name}: {len(trainer.group_names)} layer groups, {trainer.num_classes} classes, "
         f"{trainer.datasets.num_train} training examples, {trainer.steps_per_epoch} steps per epoch, "
         f"{sum(p.steps for p in plans)} steps in all"
     )
@@ -234,11 +234,11 @@ def describe_search(trainer):
 
     candidates = tuning.auto_candidates(trainer.recipe, trainer)
     full = tuning.run_budget(trainer)  # the plan's trainer holds the whole training split
-    steps = max(1, int(tuning.SEARCH_BUDGET * full / len(candidates)))
+    steps = tuning.trial_steps(trainer.recipe, full, len(candidates))
     lines = [f"schedule.kind='auto': {len(candidates)} candidates, each {steps} steps on {1 - tuning.HOLDOUT:.0%} of the "
              f"training split, scored on the other {tuning.HOLDOUT:.0%} (the validation split is not read); the search "
-             f"costs {steps * len(candidates)} steps, {steps * len(candidates) / full:.2g}x the {full} of the final run, "
-             "which trains the winner on the whole training split:"]
+             f"costs about {tuning.SEARCH_BUDGET:g}x the {full} steps of the final run (a learning-rate sweep the "
+             "trials share included), which trains the winner on the whole training split:"]
     lines += [f"  {c.name}: {tuning._describe(c.values)} ({c.why})" for c in candidates]
     lines.append(f"The stages below are those of '{candidates[0].name}'.")
     return "\n".join(lines)

@@ -87,6 +87,9 @@ class DataConfig:
         synthetic_per_class: examples per class of the synthetic set (None: its default).
         seed: seed of the split, shuffling and augmentation.
         verify: decode every image once before training to name any corrupt file.
+        on_error: `"raise"`: a file that cannot be read is an error naming it (before
+            training when `verify`); `"skip"`: every file is checked before training, the
+            bad ones are left out and listed in the run's `skipped.txt`.
         text_column: text only: column or key holding the text.
         label_column: text only: column or key holding the label(s).
         multi_label: text only: any number of labels per example (a JSON list, or a string
@@ -124,6 +127,7 @@ class DataConfig:
     synthetic_per_class: Optional[int] = None
     seed: int = 0
     verify: bool = True
+    on_error: str = "raise"
     text_column: str = "text"
     label_column: str = "label"
     multi_label: bool = False
@@ -169,7 +173,7 @@ class TrainConfig:
         monitor: the value that picks the best checkpoint and drives early stopping.
         label_smoothing: label smoothing of the cross-entropy loss.
         validate_every: optimizer steps between validations (and checkpoints); every stage
-            also validates at its end. None: every epoch, but at most 20 times in a run.
+            also validates at its end. None: every epoch, but at most 10 times in a run.
         checkpoint_every: a checkpoint to resume from is written at every validation and
             also every this many steps (an int) or this much time (`"10min"`, `"600s"`,
             `"1h"`) in between; None: at validations only.

@@ -147,7 +147,9 @@ class ScheduleConfig:
     Args:
         kind: `"two_phase"`, `"gradual_unfreezing"`, `"chain_thaw"` or `"custom"`.
         lr: learning rate of the head-only stage, or `"find"` (the learning-rate finder).
-        finetune_lr: peak learning rate of stages that train backbone groups, or `"find"`.
+        finetune_lr: peak learning rate of stages that train backbone groups; `"find"` (the
+            default): the learning-rate finder picks it when the stage starts, on the
+            training data, with the head already trained.
         epochs: total length of the schedule in epochs (may be fractional); None: the
             default budget.
         steps: total length in optimizer steps; overrides `epochs`.
@@ -179,7 +181,7 @@ class ScheduleConfig:
 
     kind: str = "two_phase"
     lr: Union[float, str] = 1e-3
-    finetune_lr: Union[float, str] = 1e-4
+    finetune_lr: Union[float, str] = "find"
     epochs: Optional[float] = None
     steps: Optional[int] = None
     head_epochs: Optional[float] = None

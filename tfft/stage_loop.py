@@ -16,11 +16,13 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.guards import NonFinite
 from tfft.callbacks.stage import CollapseGuard, StageProgress
 from tfft.callbacks.validation import Validation
+from tfft.errors import DataError
 from tfft.freezing import apply_freezing
 from tfft.lr_finder import RULE, RULES, ExponentialSweep, RangeTest, SweepRecorder, suggest
 from tfft.schedules import FIND, StageLearningRate
@@ -29,8 +31,9 @@ from tfft.snapshot import Snapshot
 # A collapsing stage is retried this many times, each at a third of the previous rate.
 COLLAPSE_RETRIES = 2
 COLLAPSE_FACTOR = 1 / 3
-# Without `train.validate_every`, validate every epoch, but no more than this many times a run.
-MAX_VALIDATIONS = 20
+# Without `train.validate_every`, validate every epoch, but no more than this many times a run:
+# each validation scores the whole validation split and writes a checkpoint.
+MAX_VALIDATIONS = 10
 
 
 class Stopped(Exception):
@@ -241,21 +244,32 @@ class StageLoop:
         if done < stage.steps:
             segments.append((period, math.ceil((stage.steps - done) / period)))
         for steps_per_epoch, rounds in segments:
-            fit = self.model.fit(
-                self.datasets.train_stream(progress.position),
-                steps_per_epoch=steps_per_epoch,
-                initial_epoch=self._round,
-                epochs=self._round + rounds,
-                class_weight=self.datasets.class_weights,
-                shuffle=False,  # the stream is shuffled; Keras would only warn
-                callbacks=callbacks,
-                verbose=self.verbose,
-            )
+            try:
+                fit = self.model.fit(
+                    self.datasets.train_stream(progress.position),
+                    steps_per_epoch=steps_per_epoch,
+                    initial_epoch=self._round,
+                    epochs=self._round + rounds,
+                    class_weight=self.datasets.class_weights,
+                    shuffle=False,  # the stream is shuffled; Keras would only warn
+                    callbacks=callbacks,
+                    verbose=self.verbose,
+                )
+            except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+                raise _data_error(error) from None
             self._round += len(fit.epoch)
             history.update(fit.history or {})
             if self.model.stop_training and progress.done < stage.steps:
                 break  # early stopping, a collapse, a NaN or a signal
         return Attempt(history, progress, guard, nonfinite, batchnorm)
+
+
+def _data_error(error):
+    """A file that fails to decode mid-epoch (when `data.verify` was off), as one line."""
+    lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+    first = next((line for line in lines if "DataError" in line or "decode" in line.lower()), lines[0] if lines else "")
+    return DataError(f"A training file could not be read mid-epoch ({first[:300]}): leave data.verify on to find "
+                     "such files before training, or set data.on_error='skip' to leave them out.")
 
 
 def _seed_states(model):

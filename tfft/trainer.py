@@ -268,6 +268,9 @@ class Trainer(StageLoop):
             import tensorflow as tf
 
             tf.config.experimental.enable_op_determinism()
+        log_every = self.recipe.output.log_every
+        if isinstance(log_every, bool) or log_every < 1:
+            raise RecipeError(f"output.log_every must be at least 1 step. Received: output.log_every={log_every!r}")
         if self.recipe.train.validate_every is not None and self.recipe.train.validate_every < 1:
             raise TfftError(f"train.validate_every must be at least 1 step. Received: "
                             f"train.validate_every={self.recipe.train.validate_every!r}")
@@ -611,6 +614,12 @@ class Trainer(StageLoop):
                 print(self.backbone.note, flush=True)
         if resumed is None:
             self._write_recipe()
+        if self.datasets.skipped:
+            path = os.path.join(self.out_dir, "skipped.txt")
+            with open(path, "w", encoding="utf-8") as file:
+                file.writelines(f"{name}\t{reason}\n" for name, reason in self.datasets.skipped)
+            print(f"left out {len(self.datasets.skipped)} files that cannot be read (data.on_error='skip'): see {path}",
+                  flush=True)
         self.logger.set_model(self.model)
         if self.save:
             self.store = CheckpointStore(os.path.join(self.out_dir, "checkpoints"))

@@ -88,7 +88,8 @@ def probe(recipe, trainer_class, values=None):
 
 def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDOUT):
     """Train `recipe` with `values` for `steps` on the training split minus its held-out
-    fold; return a `TrialResult` scored on that fold."""
+    fold; return a `TrialResult` scored on that fold, and the rates the learning-rate finder
+    chose (`{"schedule.finetune_lr": 3e-4}`)."""
     trial = recipe.with_overrides(as_overrides(dict(values, **{"data.holdout": holdout, "schedule.steps": steps})))
     trainer = trainer_class(trial, out_dir=out_dir, overwrite=True, verbose=0, save=False)
     start = time.perf_counter()
@@ -100,33 +101,45 @@ def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDO
     finally:
         tf_logger.setLevel(level)
     loss = metrics["stages"][-1].get("val_loss", float("inf"))
-    return TrialResult("", dict(values), steps, float(metrics["accuracy"]), float(loss), time.perf_counter() - start)
+    # A rate of "find" costs a sweep at its stage's start: counted in the trial's steps.
+    swept = sum(len(test.rates) for test in trainer.range_tests.values())
+    found = {}
+    for stage in trainer.planned_stages:
+        if stage.lr == "find" and stage.name in trainer.range_tests:
+            key = "schedule.lr" if stage.train == ("head",) else "schedule.finetune_lr"
+            found[key] = trainer.range_tests[stage.name].suggestion
+    result = TrialResult("", dict(values), steps + swept, float(metrics["accuracy"]), float(loss),
+                         time.perf_counter() - start)
+    return result, found
 
 
 def auto_candidates(recipe, trainer):
     """The candidates `schedule.kind="auto"` tries for this recipe and backbone.
 
-    The first is the recommendation for the modality (`recommended_schedule`); the others
-    change one thing each, so the table says what each choice is worth.
+    The first is the recommendation for the modality (`recommended_schedule`) with the
+    recipe's other values; the others change one thing each, so the table says what each
+    choice is worth.
     """
     kind = recipe.data.kind
     groups = trainer.group_names
     base = recommended_schedule(kind)
+    unfreeze = recipe.schedule.unfreeze
     candidates = [Candidate("recommended", dict(base), f"the recommended schedule for {kind} data")]
     candidates.append(Candidate("gradual_unfreezing", dict(base, **{"schedule.kind": "gradual_unfreezing"}),
                                 "one more group from the top per stage (ULMFiT)"))
-    half = max(1, len(groups) // 2)
-    if base.get("schedule.unfreeze", 0) != half and len(groups) > 1:
-        candidates.append(Candidate(f"top_{half}", dict(base, **{"schedule.unfreeze": half}),
-                                    f"only the top {half} of {len(groups)} groups move: fewer weights for few examples"))
+    if unfreeze != 0 and len(groups) > 1:
+        candidates.append(Candidate("all_groups", dict(base, **{"schedule.unfreeze": 0}),
+                                    f"every group trains in the second phase, not the top {unfreeze}"))
     if trainer.has_batchnorm:
-        flipped = not trainer.backbone.pretrained
-        candidates.append(Candidate("train_bn" if not flipped else "frozen_bn",
-                                    dict(base, **{"schedule.train_bn": not flipped}),
+        trains = not trainer.backbone.pretrained if recipe.schedule.train_bn == "auto" else bool(recipe.schedule.train_bn)
+        candidates.append(Candidate("frozen_bn" if trains else "train_bn",
+                                    dict(base, **{"schedule.train_bn": not trains}),
                                     "the BatchNorm policy the other way round"))
     if kind in ("image", "audio"):
         candidates.append(Candidate("strong_augment", dict(base, **{"data.augment": "strong"}),
                                     "stronger augmentation, for few examples seen many times"))
+        candidates.append(Candidate("no_augment", dict(base, **{"data.augment": {}}),
+                                    "no augmentation, when the training examples already look like the rest"))
     else:
         candidates.append(Candidate("label_smoothing", dict(base, **{"train.label_smoothing": 0.1}),
                                     "label smoothing 0.1 against over-confident fits of few examples"))
@@ -136,8 +149,10 @@ def auto_candidates(recipe, trainer):
 
 
 def recommended_schedule(kind):
-    """The schedule tfft recommends for a modality, as recipe values (docs/schedules.md)."""
-    return {"schedule.kind": "two_phase", "schedule.unfreeze": 0}
+    """The schedule tfft recommends, for every modality alike (docs/schedules.md): two
+    phases, the head first, then the head and the top groups at a rate the learning-rate
+    finder picks. On the few-shot benchmarks it beat the staged alternatives."""
+    return {"schedule.kind": "two_phase"}
 
 
 def _choose(results):
@@ -154,6 +169,7 @@ class _Search:
         self.out_dir = out_dir
         self.steps = steps
         self.results = []
+        self.found = {}  # the rates the first trial's finder chose, as recipe values
 
     def tuner(self, oracle, values_of):
         import keras_tuner
@@ -165,7 +181,9 @@ class _Search:
                 name, values = values_of(trial.hyperparameters)
                 out = os.path.join(search.out_dir, "search", f"{len(search.results):02d}_{name}")
                 try:
-                    result = score_candidate(search.recipe, values, search.steps, search.trainer_class, out)
+                    result, found = score_candidate(search.recipe, values, search.steps, search.trainer_class, out)
+                    if not search.results:
+                        search.found = found
                 except TfftError as error:
                     raise keras_tuner.errors.FatalError(f"{type(error).__name__}: {error}") from error
                 result.name = name
@@ -205,12 +223,11 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
     if before is not None:
         before()
     candidates = auto_candidates(recipe, probed)
-    steps = max(1, int(SEARCH_BUDGET * full / len(candidates)))
+    steps = trial_steps(recipe, full, len(candidates))
     if verbose:
         print(f"schedule.kind='auto': {len(candidates)} candidates, {steps} steps each on "
               f"{1 - HOLDOUT:.0%} of the training split, scored on the other {HOLDOUT:.0%} "
-              f"(search: {steps * len(candidates)} steps, {steps * len(candidates) / full:.2g}x the run's {full})",
-              flush=True)
+              f"(search: about {SEARCH_BUDGET:g}x the run's {full} steps)", flush=True)
     by_name = {c.name: c for c in candidates}
     hp = keras_tuner.HyperParameters()
     hp.Choice("candidate", [c.name for c in candidates])
@@ -222,11 +239,23 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
         candidate = by_name[hyperparameters.get("candidate")]
         if verbose:
             print(f"  trying '{candidate.name}': {candidate.why}", flush=True)
-        return candidate.name, candidate.values
+        values = dict(candidate.values)
+        if search.results:
+            # The first trial's learning-rate sweeps serve them all: one sweep, not one each.
+            values.update(search.found)
+        return candidate.name, values
 
     results = search.run(search.tuner(oracle, values_of))
     winner = by_name[_choose(results).name]
-    return winner, results, steps * len(results), full
+    return winner, results, sum(r.steps for r in results), full
+
+
+def trial_steps(recipe, full, count):
+    """Steps of each of `count` trials so that the search, with the one learning-rate sweep
+    the trials share when a rate is `"find"`, costs about `SEARCH_BUDGET` runs."""
+    sweeps = sum(1 for rate in (recipe.schedule.lr, recipe.schedule.finetune_lr) if rate == "find")
+    budget = SEARCH_BUDGET * full - 100 * sweeps
+    return max(1, int(budget / count))
 
 
 def parse_space(tune):

@@ -118,6 +118,7 @@ def audio_datasets(
     preprocess=None,
     shuffle_buffer=10000,
     holdout=None,
+    on_error="raise",
 ):
     """Build training and validation datasets of log-mel spectrograms from WAV clips.
 
@@ -139,7 +140,7 @@ def audio_datasets(
             scales each mel band with the mean and std of the training split (centre
             crops, before augmentation, computed once); None keeps raw log-mel values.
         augment: None, True or a dict with keys of `DEFAULT_AUGMENT`, e.g.
-            `dict(time_mask=2, time_mask_width=10, noise_snr_db=20, gain_db=6)`; see
+            `dict(time_mask=2, time_mask_width=10, noise_snr_db=20, gain_db=6)` (no noise by default); see
             `AudioAugment`. Masked bins are set to 0, the mean after normalisation.
         batch_size: examples per batch.
         seed: seed for the split, the shuffle, the crops and the augmentation.
@@ -150,6 +151,8 @@ def audio_datasets(
             bad file; turn off only for data known to be clean.
         holdout: None, or a share of each class of the training split that replaces the
             validation split, which is then not read at all (see `sources.split_files`).
+        on_error: `"raise"` at the first file that cannot be read, or `"skip"`: check every
+            file first and leave out the bad ones (`Datasets.skipped` lists them).
         preprocess: callable applied last to each spectrogram batch, e.g. to repeat the
             channel three times for an ImageNet backbone.
         shuffle_buffer: upper bound on the shuffle buffer, in clips.
@@ -171,6 +174,7 @@ def audio_datasets(
         path, manifest, validation_path, validation_split, normalize, cache, preprocess,
         seed,
     )
+    sources.check_on_error(on_error)
     features = AudioFeatures(sample_rate, duration, n_fft, hop_length, n_mels, f_min, f_max)
     batch_size = positive_int("batch_size", batch_size)
     shuffle_buffer = positive_int("shuffle_buffer", shuffle_buffer)
@@ -182,15 +186,24 @@ def audio_datasets(
     )
     train_paths, train_labels, val_paths, val_labels, class_names, source = split[:6]
     everything = split.all_paths
-    if verify:
+    skipped = []
+    if verify or on_error == "skip":
         # Listing order, so "first" means the same file a user would find first.
         bad = find_unreadable(everything)
-        if bad:
+        if bad and on_error == "raise":
             raise DataError(
                 f"{len(bad)} of {len(everything)} audio files cannot be read, first: "
-                f"{bad[0][1]} Fix or delete them, or pass verify=False to skip this "
-                f"check. Received: {source}"
+                f"{bad[0][1]} Fix or delete them, pass on_error='skip' to train without them, "
+                f"or verify=False to skip this check. Received: {source}"
             )
+        if bad:
+            skipped = [(path, str(error)) for path, error in bad]
+            split = sources.drop_files(split, {path for path, _ in bad})
+            train_paths, train_labels, val_paths, val_labels = split[:4]
+            missing = sorted(set(class_names) - {class_names[label] for label in train_labels})
+            if missing:
+                raise DataError(f"After leaving out the files that cannot be read, classes {missing} have no "
+                                f"training example left. Received: {source}")
     weights = sources.class_weights(
         train_labels, len(class_names), class_weights, class_names=class_names
     )
@@ -267,5 +280,5 @@ def audio_datasets(
 
     return finish_datasets(
         train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
-        validation_examples, batch_size, prime=filled(cache, train_waves),
+        validation_examples, batch_size, prime=filled(cache, train_waves), skipped=skipped,
     )

@@ -1,6 +1,8 @@
 """Build a run's datasets from the recipe's `data` section, for every modality."""
 
+import dataclasses
 import os
+import re
 
 from tfft.errors import DataError
 
@@ -11,8 +13,7 @@ IMAGE_AUGMENT = dict(flip=True, rotation=0.05, zoom=0.1, contrast=0.1)
 # `data.augment="strong"`: for few examples per class, where a model sees each one many times.
 STRONG_AUGMENT = {
     "image": dict(flip=True, rotation=0.1, zoom=0.2, translation=0.1, contrast=0.2, rand_augment=2),
-    "audio": dict(time_mask=3, time_mask_width=15, freq_mask=3, freq_mask_width=12, noise_snr_db=10, shift=0.2,
-                  gain_db=9),
+    "audio": dict(time_mask=3, time_mask_width=15, freq_mask=3, freq_mask_width=12, shift=0.2, gain_db=9),
 }
 
 
@@ -56,7 +57,7 @@ def audio_features(config):
 
 
 def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0):
-    """Return the `Datasets` that `config` (a `DataConfig`) describes.
+    """Return the `Datasets` that `config` (a `DataConfig`) describes; errors name recipe keys.
 
     Args:
         config: the recipe's `data` section.
@@ -65,6 +66,34 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
         dry_run: list the data without decoding every file.
         verbose: say where generated data comes from.
     """
+    try:
+        return _datasets(config, backbone, input_size, dry_run, verbose)
+    except DataError as error:
+        raise DataError(recipe_keys(str(error))) from None
+
+
+# Builder arguments that are `data.` keys under the same name, and the few that are not.
+_RENAMED = {"csv": "manifest", "image_size": "image_size"}
+
+
+def recipe_keys(message):
+    """A builder's message with its argument names as a recipe writes them: `verify=False`
+    becomes `--set data.verify=false`, `text_column='x'` becomes `data.text_column='x'`.
+
+    Example:
+        >>> recipe_keys("pass verify=False to skip this check. Received: label_column='y'")
+        "pass --set data.verify=false to skip this check. Received: data.label_column='y'"
+    """
+    from tfft.recipe import DataConfig
+
+    message = re.sub(r"\b(?:pass|or) (verify|on_error)=(False|'skip')",
+                     lambda m: ("pass " if m.group(0).startswith("pass") else "or ")
+                     + f"--set data.{m.group(1)}={'false' if m.group(2) == 'False' else 'skip'}", message)
+    fields = "|".join(sorted({f.name for f in dataclasses.fields(DataConfig)} | set(_RENAMED), key=len, reverse=True))
+    return re.sub(rf"(?<![\w.-])({fields})=", lambda m: f"data.{_RENAMED.get(m.group(1), m.group(1))}=", message)
+
+
+def _datasets(config, backbone, input_size, dry_run, verbose):
     if config.kind not in KINDS:
         raise DataError(f"Unknown data kind. Expected one of {list(KINDS)}. Received: data.kind={config.kind!r}")
     sources = [config.path, config.manifest] + ([config.jsonl, config.tfds] if config.kind == "text" else [])
@@ -103,6 +132,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
             verify=config.verify and not dry_run,
             preprocess=backbone.preprocess,
             holdout=config.holdout,
+            on_error=config.on_error if not dry_run else "raise",
         )
     if config.kind == "image":
         from tfft.data.image import image_datasets
@@ -121,6 +151,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
             class_weights=config.class_weights,
             verify=config.verify and not dry_run,
             holdout=config.holdout,
+            on_error=config.on_error if not dry_run else "raise",
         )
     from tfft.data.text import text_datasets
 
@@ -144,6 +175,7 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
         class_weights=config.class_weights,
         cache=expand(config.cache),
         holdout=config.holdout,
+        on_error=config.on_error,
     )
 
 

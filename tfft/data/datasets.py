@@ -29,6 +29,8 @@ class Datasets:
         drop_remainder: whether an epoch drops its short last batch (needed when several
             replicas split each batch).
         prime: optional callable that `train_stream` runs once first (fills a file cache).
+        skipped: `(file, reason)` of the files left out because they cannot be read
+            (`data.on_error="skip"`).
 
     Example:
         >>> ds = Datasets(train_epoch, val, ["cat", "dog"], None, 80, 20, batch_size=16)
@@ -48,6 +50,7 @@ class Datasets:
     batch_size: int = 32
     drop_remainder: bool = False
     prime: Optional[Callable] = None
+    skipped: list = dataclasses.field(default_factory=list)
 
     @property
     def num_classes(self):

@@ -171,6 +171,13 @@ def build_augmenter(augment, seed=0):
     return keras.Sequential(layers, name="augment")
 
 
+def _check_classes_left(labels, class_names, source):
+    missing = sorted(set(class_names) - {class_names[label] for label in labels})
+    if missing:
+        raise DataError(f"After leaving out the files that cannot be read, classes {missing} have no training "
+                        f"example left. Received: {source}")
+
+
 def _load(ds, size):
     def load(path, label):
         image = tf.image.resize(_decode(path), size)
@@ -201,6 +208,7 @@ def image_datasets(
     shuffle_buffer=10000,
     verify=True,
     holdout=None,
+    on_error="raise",
 ):
     """Build training and validation image datasets.
 
@@ -233,6 +241,8 @@ def image_datasets(
             first undecodable file; turn off only for data known to be clean.
         holdout: None, or a share of each class of the training split that replaces the
             validation split, which is then not read at all (see `sources.split_files`).
+        on_error: `"raise"` at the first file that cannot be decoded, or `"skip"`: decode
+            every file first and leave out the bad ones (`Datasets.skipped` lists them).
 
     Returns:
         A `Datasets` whose `validation_examples` holds the unbatched, unprocessed
@@ -251,6 +261,7 @@ def image_datasets(
         ['glioma', 'meningioma', 'no_tumor', 'pituitary']
     """
     check_path_or_manifest(path, manifest)
+    sources.check_on_error(on_error)
     size = _image_size(image_size)
     batch_size = positive_int("batch_size", batch_size)
     shuffle_buffer = positive_int("shuffle_buffer", shuffle_buffer)
@@ -265,16 +276,23 @@ def image_datasets(
     )
     train_paths, train_labels, val_paths, val_labels, class_names, source = split[:6]
 
-    if verify:
+    skipped = []
+    if verify or on_error == "skip":
         # Listing order, so "first" means the same file a user would find first.
         everything = split.all_paths
         bad = find_undecodable(everything)
-        if bad:
+        if bad and on_error == "raise":
             raise DataError(
                 f"{len(bad)} of {len(everything)} image files cannot be decoded, first: "
-                f"{bad[0]}. Delete or re-save them as JPEG, PNG, BMP or GIF, or pass "
-                f"verify=False to skip this check. Received: {source}"
+                f"{bad[0]}. Delete or re-save them as JPEG, PNG, BMP or GIF, pass "
+                f"on_error='skip' to train without them, or verify=False to skip this check. "
+                f"Received: {source}"
             )
+        if bad:
+            skipped = [(path, "cannot be decoded as a JPEG, PNG, BMP or GIF image") for path in bad]
+            split = sources.drop_files(split, set(bad))
+            train_paths, train_labels, val_paths, val_labels = split[:4]
+            _check_classes_left(train_labels, class_names, source)
 
     weights = sources.class_weights(
         train_labels, len(class_names), class_weights, class_names=class_names
@@ -314,5 +332,5 @@ def image_datasets(
 
     return finish_datasets(
         train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
-        validation_examples, batch_size, prime=filled(cache, decoded),
+        validation_examples, batch_size, prime=filled(cache, decoded), skipped=skipped,
     )

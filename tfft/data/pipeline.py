@@ -135,6 +135,7 @@ def finish_datasets(
     batch_size,
     multi_label=False,
     prime=None,
+    skipped=(),
 ):
     """A `Datasets` of the training epochs and the prefetched validation split.
 
@@ -142,6 +143,7 @@ def finish_datasets(
         train_epoch: `train_epoch(epoch, skip)`, the batched training dataset of one epoch
             from batch `skip` on (a pure function of the epoch; see the module docstring).
         prime: optional callable run once before the first stream (see `filled`).
+        skipped: `(file, reason)` of every file left out (`on_error="skip"`).
     """
     return Datasets(
         train_epoch=train_epoch,
@@ -154,4 +156,5 @@ def finish_datasets(
         multi_label=multi_label,
         batch_size=int(batch_size),
         prime=prime,
+        skipped=list(skipped),
     )

@@ -281,6 +281,19 @@ def stratified_split(labels, fraction, seed):
     return train_idx, val_idx
 
 
+def drop_files(split, bad):
+    """`split` without the files in `bad` (a set of paths): what `data.on_error="skip"` keeps."""
+    keep = [(p, l) for p, l in zip(split.train_paths, split.train_labels) if p not in bad]
+    keep_val = [(p, l) for p, l in zip(split.val_paths, split.val_labels) if p not in bad]
+    return FileSplit([p for p, _ in keep], [l for _, l in keep], [p for p, _ in keep_val], [l for _, l in keep_val],
+                     split.class_names, split.source, [p for p in split.all_paths if p not in bad])
+
+
+def check_on_error(on_error):
+    if on_error not in ("raise", "skip"):
+        raise DataError(f"on_error must be 'raise' or 'skip'. Received: on_error={on_error!r}")
+
+
 def holdout_split(labels, fraction, seed, source="the training split"):
     """Hold out a stratified `fraction` of each class of a training split, for choices made
     on training data (`data.holdout`). Its seed differs from the validation split's, so the

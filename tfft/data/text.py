@@ -140,6 +140,7 @@ def text_datasets(
     cache=True,
     shuffle_buffer=10000,
     holdout=None,
+    on_error="raise",
 ):
     """Build training and validation text-classification datasets.
 
@@ -188,6 +189,9 @@ def text_datasets(
         holdout: None, or a share of each class of the training split that replaces the
             validation split, which is then not read at all (`validation_path` and a TFDS
             validation split included).
+        on_error: `"raise"` at the first text file that is not UTF-8 or is empty, or
+            `"skip"`: leave those files out (`Datasets.skipped` lists them). Class folders
+            only; a CSV or JSON Lines file is read whole or not at all.
 
     Returns:
         A `Datasets` whose `validation_examples` holds the unbatched raw validation texts
@@ -248,10 +252,12 @@ def text_datasets(
         # Choices are made on training data only: the validation split is never read.
         validation_path = None
         tfds_split = (tfds_split[0], None) if tfds is not None else tfds_split
+    sources.check_on_error(on_error)
+    skipped = [] if on_error == "skip" else None
     if kind == "path":
-        texts, labels, wheres, class_names = read_folder(source)
+        texts, labels, wheres, class_names = read_folder(source, skipped)
         if validation_path is not None:
-            val_texts, val_labels, val_wheres, _ = read_folder(validation_path)
+            val_texts, val_labels, val_wheres, _ = read_folder(validation_path, skipped)
     elif kind == "tfds":
         texts, labels, class_names = read_tfds(source, tfds_split[0], *columns[:3])
         wheres = [f"TFDS '{source}' split '{tfds_split[0]}'"] * len(texts)
@@ -326,4 +332,5 @@ def text_datasets(
     return finish_datasets(
         train_epoch, validation, class_names, weights, len(train_texts), len(val_texts),
         val_examples, batch_size, multi_label=bool(multi_label), prime=filled(cache, examples),
+        skipped=skipped or [],
     )

@@ -50,26 +50,36 @@ def _read_bytes(path, kind):
         return path, f.read()
 
 
-def read_folder(path):
+def read_folder(path, skipped=None):
     """A class-per-folder tree of `.txt` files, one example per file.
 
     Returns `(texts, labels, file_paths, class_names)`: a class name per example, and the
-    class names sorted (numerically when they are all integers).
+    class names sorted (numerically when they are all integers). With a `skipped` list,
+    a file that is not UTF-8 or holds no text is left out and appended to it as
+    `(path, reason)` instead of raising.
     """
     paths, labels, class_names = sources.list_class_folders(path, TEXT_EXTENSIONS)
-    texts = []
-    for file_path in paths:
-        with open(file_path, "rb") as f:
-            text = _decode(f.read(), file_path).strip()
-        if not text:
-            raise DataError(
-                f"{file_path}: the file is empty or only whitespace; every file must hold "
-                f"one example's text. Received: file='{file_path}'"
-            )
+    texts, kept_paths, kept_labels = [], [], []
+    for file_path, label in zip(paths, labels):
+        try:
+            with open(file_path, "rb") as f:
+                text = _decode(f.read(), file_path).strip()
+            if not text:
+                raise DataError(
+                    f"{file_path}: the file is empty or only whitespace; every file must hold "
+                    f"one example's text. Received: file='{file_path}'"
+                )
+        except DataError as error:
+            if skipped is None:
+                raise
+            skipped.append((file_path, str(error)))
+            continue
         texts.append(text)
-    names = [class_names[label] for label in labels]
+        kept_paths.append(file_path)
+        kept_labels.append(label)
+    names = [class_names[label] for label in kept_labels]
     # Like the other sources, integer-named class folders sort as numbers.
-    return texts, names, paths, sources._sort_label_names(class_names)
+    return texts, names, kept_paths, sources._sort_label_names(class_names)
 
 
 def _split_label(value, where, label_column, multi_label, delimiter):
