@@ -91,3 +91,30 @@ def test_a_real_divergence_ends_with_exit_code_3_and_one_line(tmp_path):
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("non-finite loss at stage 1/1 'stage0', step 2 of 6 (global step 2")
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+class Interrupted(BlobTrainer):
+    """Sends itself SIGINT (Ctrl-C) after global step 10."""
+
+    def build_callbacks(self, stage, index):
+        import signal
+
+        import keras
+
+        class Send(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if int(np.asarray(self.model.optimizer.iterations)) == 10:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        return [Send()]
+
+
+def test_ctrl_c_checkpoints_the_next_step_and_stops_with_exit_code_130(tmp_path):
+    trainer = Interrupted(Recipe().with_overrides(BASE), out_dir=str(tmp_path / "run"), verbose=0)
+    with pytest.raises(RunStopped) as stopped:
+        trainer.run()
+    assert stopped.value.exit_code == 130
+    assert str(stopped.value).startswith("SIGINT: stopped at stage 2/2 'b', step 3 of 12 (global step 11")
+    assert "step-000011" in os.listdir(tmp_path / "run" / "checkpoints")
+    resumed = BlobTrainer(Recipe().with_overrides(BASE), out_dir=str(tmp_path / "run"), verbose=0).run()
+    assert [s["steps_run"] for s in resumed["stages"]] == [8, 12]

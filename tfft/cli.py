@@ -228,6 +228,28 @@ def _report(metrics, trainer):
     click.echo(f"tensorboard --logdir {logdir}")
 
 
+@main.command("check-data")
+@click.argument("recipe_path", metavar="RECIPE")
+@_set_option
+@_demo_option
+@_user_errors
+def check_data(recipe_path, overrides, demo):
+    """Check RECIPE's data without training: examples per class and split, unreadable
+    files, duplicates across training and validation; exit code 2 when anything is wrong."""
+    recipe = _load(recipe_path, overrides, demo)
+    from tfft.data.check import check_recipe_data
+
+    lines, problems = check_recipe_data(recipe)
+    for line in lines:
+        click.echo(line)
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} problems", err=True)
+        sys.exit(2)
+    click.echo("no problems found")
+
+
 def describe_search(trainer):
     """What `schedule.kind="auto"` will try, on what data, at what cost."""
     from tfft import tuning
@@ -268,5 +290,19 @@ def format_stage(stage_plan, count):
     return "\n".join(lines)
 
 
+def run_cli():
+    """The `tfft` console command: `main` with TensorFlow's C++ log lines filtered out."""
+    from tfft.native_logs import filtered_stderr
+
+    with filtered_stderr():
+        try:
+            main()
+        except SystemExit as exit:
+            code = exit.code
+        else:
+            code = 0
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run_cli()

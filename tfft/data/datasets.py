@@ -31,6 +31,8 @@ class Datasets:
         prime: optional callable that `train_stream` runs once first (fills a file cache).
         skipped: `(file, reason)` of the files left out because they cannot be read
             (`data.on_error="skip"`).
+        items: `{"train": [(file or text, label)], "validation": [...]}` as listed, for
+            `tfft check-data`.
 
     Example:
         >>> ds = Datasets(train_epoch, val, ["cat", "dog"], None, 80, 20, batch_size=16)
@@ -51,6 +53,7 @@ class Datasets:
     drop_remainder: bool = False
     prime: Optional[Callable] = None
     skipped: list = dataclasses.field(default_factory=list)
+    items: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self):

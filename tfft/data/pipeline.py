@@ -136,6 +136,7 @@ def finish_datasets(
     multi_label=False,
     prime=None,
     skipped=(),
+    items=None,
 ):
     """A `Datasets` of the training epochs and the prefetched validation split.
 
@@ -144,6 +145,7 @@ def finish_datasets(
             from batch `skip` on (a pure function of the epoch; see the module docstring).
         prime: optional callable run once before the first stream (see `filled`).
         skipped: `(file, reason)` of every file left out (`on_error="skip"`).
+        items: `{"train": [(file or text, label)], "validation": [...]}`, for checks.
     """
     return Datasets(
         train_epoch=train_epoch,
@@ -157,4 +159,5 @@ def finish_datasets(
         batch_size=int(batch_size),
         prime=prime,
         skipped=list(skipped),
+        items=items or {},
     )

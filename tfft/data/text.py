@@ -333,4 +333,14 @@ def text_datasets(
         train_epoch, validation, class_names, weights, len(train_texts), len(val_texts),
         val_examples, batch_size, multi_label=bool(multi_label), prime=filled(cache, examples),
         skipped=skipped or [],
+        items=dict(train=list(zip(train_texts, _as_lists(train_encoded))),
+                   validation=list(zip(val_texts, _as_lists(val_encoded)))),
     )
+
+
+def _as_lists(encoded):
+    """Labels as plain values: an int, or the class indices of a multi-hot row."""
+    array = np.asarray(encoded)
+    if array.ndim == 2:
+        return [tuple(int(i) for i in np.flatnonzero(row > 0.5)) for row in array]
+    return [int(v) for v in array]
