@@ -1,7 +1,7 @@
 """Audio transfer: a keyword CNN pretrained with tfft, fine-tuned on new words from a few clips.
 
 Everything happens in one run, on spoken words made offline by espeak-ng
-(`tfft.data.speech`), as 8 kHz log-mel spectrograms:
+(`tfft.modalities.audio.demo`), as 8 kHz log-mel spectrograms:
 
 1. pretrain: `audio_cnn` from random weights on `KEYWORDS_A` (yes, no, up, ...), every voice,
    speed and pitch of `DEFAULT_VOICES`; the run's `model.keras` is the pretrained backbone.
@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 import tfft  # noqa: E402  (imports TensorFlow without its start-up noise)
 from tfft.data import KEYWORDS_A, KEYWORDS_B, audio_datasets, make_keyword_set  # noqa: E402
-from tfft.data.speech import DEFAULT_VOICES  # noqa: E402
+from tfft.modalities.audio.demo import DEFAULT_VOICES  # noqa: E402
 from tfft.evaluation import predict_outputs  # noqa: E402
 
 import keras  # noqa: E402

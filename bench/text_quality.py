@@ -1,6 +1,6 @@
 """Text-classification quality: tfft against a plain keras-hub fine-tune and TF-IDF.
 
-All three methods see the same support tickets (`tfft.data.synthetic_text`): a few-shot
+All three methods see the same support tickets (`tfft.modalities.text.demo`): a few-shot
 training split and a test split that states the same problems in partly different words.
 
 - tfft: the pretrained MiniLM (`backbone.name="minilm-l6"`) fine-tuned by `tfft.Trainer`
@@ -43,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import tfft  # noqa: E402  (imports TensorFlow without its start-up noise)
-from tfft.data.synthetic_text import (  # noqa: E402
+from tfft.modalities.text.demo import (  # noqa: E402
     TICKETS_CSV,
     TICKETS_TEST_CSV,
     make_support_tickets,

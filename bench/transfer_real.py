@@ -54,7 +54,6 @@ import numpy as np  # noqa: E402
 import real_data  # noqa: E402
 import tfft  # noqa: E402  (imports TensorFlow without its start-up noise)
 from tfft.data import audio_datasets, image_datasets, text_datasets  # noqa: E402
-from tfft.data.sources import holdout_split  # noqa: E402
 from tfft.evaluation import predict_outputs  # noqa: E402
 
 import keras  # noqa: E402
@@ -190,7 +189,7 @@ def keras_guide(name, source, train, test, seed, steps, rate=None, holdout=None)
 def hub_classifier(train_texts, train_labels, eval_texts, num_classes, rate, steps, seed):
     import keras_hub
 
-    from tfft.backbones.hub import resolve_preset
+    from tfft.modalities.text.encoders import resolve_preset
 
     keras.utils.set_random_seed(seed)
     preset = resolve_preset("minilm-l6")

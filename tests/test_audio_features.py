@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from audio_helpers import tone
-from tfft.data.audio_features import AudioFeatures, crop_or_pad, log_mel
+from tfft.modalities.audio.features import AudioFeatures, crop_or_pad, log_mel
 from tfft.errors import DataError
 
 

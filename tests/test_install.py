@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from tfft.backbones import hub
+from tfft.modalities.text import encoders as hub
 from tfft.cli import main
 
 RECIPE = os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "tickets_minilm.py")

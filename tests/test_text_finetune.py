@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfft.backbones.hub import build_text_encoder, resolve_preset
+from tfft.modalities.text.encoders import build_text_encoder, resolve_preset
 from tfft.errors import BackboneError
 from tfft.freezing import layer_groups
 from tfft.recipe import Recipe

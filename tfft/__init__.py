@@ -36,7 +36,7 @@ _import_tensorflow_quietly()
 
 # Registers the layers tfft adds to text encoders, so a saved text model loads after
 # `import tfft, keras_hub`.
-from tfft.backbones import hub as _hub  # noqa: F401
+from tfft.modalities.text import encoders as _encoders  # noqa: F401
 from tfft.errors import BackboneError, DataError, GroupError, RecipeError, TfftError
 from tfft.freezing import GroupRules, LayerGroup, apply_freezing, layer_groups
 from tfft.optimizers import SGD, AdamW

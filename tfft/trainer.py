@@ -24,7 +24,6 @@ class MyTrainer(tfft.Trainer):
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 

@@ -102,7 +102,7 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
             _check_spectrogram_input(backbone, spectrogram_shape)
         return backbone
     if modality == "audio":
-        from tfft.backbones import audio
+        from tfft.modalities.audio import cnn as audio
 
         if name == audio.AUDIO_CNN:
             _no_weights(name, weights)
@@ -111,12 +111,12 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         backbone.preprocess = audio.spectrogram_to_image(backbone.preprocess)
         return backbone
     if modality == "text":
-        from tfft.backbones import hub
+        from tfft.modalities.text import encoders as hub
 
         return hub.build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling,
                                       load_weights=load_weights)
     if name == "image_cnn":
-        from tfft.backbones.image_cnn import build_image_cnn
+        from tfft.modalities.image.cnn import build_image_cnn
 
         _no_weights("image_cnn", weights)
         return build_image_cnn(input_size)
@@ -155,7 +155,7 @@ def _check_spectrogram_input(backbone, spectrogram_shape):
         )
     channels = backbone.model.input_shape[-1]
     if channels == 3:
-        from tfft.backbones import audio
+        from tfft.modalities.audio import cnn as audio
 
         # Fed as tfft feeds an ImageNet CNN spectrograms (an application fine-tuned earlier).
         backbone.preprocess = audio.spectrogram_to_image(backbone.preprocess)

@@ -231,7 +231,7 @@ FAMILY_RULES = {
     # closed by the named layers that end each resolution stage.
     "inception_resnet_v2": GroupRules(ends=r"(mixed_5b|mixed_6a|mixed_7a|conv_7b_ac)$"),
     "vgg": _VGG,
-    # tfft's own compact CNNs (`tfft.backbones.audio`, `tfft.backbones.image_cnn`) name their
+    # tfft's own compact CNNs (`tfft.modalities.audio.cnn`, `tfft.modalities.image.cnn`) name their
     # blocks as VGG does.
     "audio_cnn": _VGG,
     "image_cnn": _VGG,

@@ -42,7 +42,7 @@ def resolve_augment(kind, augment):
 def default_augment(kind):
     """The augmentation a modality gets when `data.augment` is None."""
     if kind == "audio":
-        from tfft.data.audio import DEFAULT_AUGMENT
+        from tfft.modalities.audio.pipeline import DEFAULT_AUGMENT
 
         return dict(DEFAULT_AUGMENT)
     return dict(IMAGE_AUGMENT) if kind == "image" else {}
@@ -50,7 +50,7 @@ def default_augment(kind):
 
 def audio_features(config):
     """The `AudioFeatures` an audio `DataConfig` describes."""
-    from tfft.data.audio import AudioFeatures
+    from tfft.modalities.audio.pipeline import AudioFeatures
 
     return AudioFeatures(sample_rate=config.sample_rate, duration=config.duration, n_fft=config.n_fft,
                          hop_length=config.hop_length, n_mels=config.n_mels, f_min=config.f_min, f_max=config.f_max)
@@ -109,7 +109,7 @@ def _datasets(config, backbone, input_size, dry_run, verbose):
     if config.kind != "text":
         _text_only(config)
     if config.kind == "audio":
-        from tfft.data.audio import audio_datasets
+        from tfft.modalities.audio.pipeline import audio_datasets
 
         return audio_datasets(
             path=expand(path),
@@ -135,7 +135,7 @@ def _datasets(config, backbone, input_size, dry_run, verbose):
             on_error=config.on_error if not dry_run else "raise",
         )
     if config.kind == "image":
-        from tfft.data.image import image_datasets
+        from tfft.modalities.image.pipeline import image_datasets
 
         return image_datasets(
             path=expand(path),
@@ -153,7 +153,7 @@ def _datasets(config, backbone, input_size, dry_run, verbose):
             holdout=config.holdout,
             on_error=config.on_error if not dry_run else "raise",
         )
-    from tfft.data.text import text_datasets
+    from tfft.modalities.text.pipeline import text_datasets
 
     if config.augment:
         raise DataError(f"Text data has no augmentation: leave data.augment unset. Received: data.augment={config.augment!r}")
@@ -199,21 +199,21 @@ def _synthetic(config, input_size, verbose):
         )
     per_class = config.synthetic_per_class or PER_CLASS[config.kind]
     if config.kind == "image":
-        from tfft.data.synthetic import make_synthetic_mri
+        from tfft.modalities.image.demo import make_synthetic_mri
 
         size = max(64, config.image_size or input_size)
         directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{per_class}_seed{config.seed}")
         _say(verbose, expected, directory)
         return make_synthetic_mri(directory, per_class=per_class, image_size=size, seed=config.seed)
     if config.kind == "audio":
-        from tfft.data.speech import KEYWORDS_A, make_keyword_set
+        from tfft.modalities.audio.demo import KEYWORDS_A, make_keyword_set
 
         directory = os.path.join(
             cache_dir(), f"keywords_{config.sample_rate}hz_{config.duration:g}s_{per_class or 'all'}_seed{config.seed}")
         _say(verbose, expected, directory)
         return make_keyword_set(directory, KEYWORDS_A, per_word=per_class, sample_rate=config.sample_rate,
                                 duration=config.duration, seed=config.seed)
-    from tfft.data.synthetic_text import make_support_tickets
+    from tfft.modalities.text.demo import make_support_tickets
 
     directory = os.path.join(cache_dir(), f"support_tickets_{per_class}_seed{config.seed}")
     _say(verbose, expected, directory)

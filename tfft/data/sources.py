@@ -3,7 +3,7 @@
 Images, text and audio all arrive the same two ways: a class-per-folder tree or a CSV
 manifest of `path,label` rows. This module turns either into parallel lists of file paths
 and integer labels, splits them per class and computes class weights. Decoding is left to
-the modality builders (`tfft/data/image.py`, `tfft/data/audio.py`).
+the modality builders (`tfft/modalities/image/pipeline.py`, `tfft/modalities/audio/pipeline.py`).
 """
 
 import csv

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from audio_helpers import FEATURES, RATE, broken_wav, peak_frequency, tone, write_wav
-from tfft.data.audio import AUDIO_EXTENSIONS, AudioFeatures, audio_datasets, load_audio
+from tfft.modalities.audio.pipeline import AUDIO_EXTENSIONS, AudioFeatures, audio_datasets, load_audio
 from tfft.errors import DataError
 
 FRAMES = AudioFeatures(**FEATURES).frames

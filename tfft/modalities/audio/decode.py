@@ -3,7 +3,7 @@
 `wav_info` reads and checks a header without touching the samples, and `find_unreadable`
 runs it over a whole listing so that a bad file is reported before a pipeline starts;
 `read_wav` decodes the samples, `resample` changes their rate, and `load_audio` chains the
-two into the mono waveform per file that the pipelines of `tfft/data/audio.py` cache. All
+two into the mono waveform per file that the pipelines of `tfft/modalities/audio/pipeline.py` cache. All
 of it is plain numpy and scipy, called from `tf.data` through `tf.numpy_function`.
 
 Why decoding runs in numpy: `tf.audio.decode_wav` reads 16-bit PCM only (8-, 24- and

@@ -15,7 +15,7 @@ keras_hub = pytest.importorskip("keras_hub")
 spm = pytest.importorskip("sentencepiece")
 
 from tfft.backbones import build_backbone  # noqa: E402
-from tfft.backbones.hub import build_text_encoder  # noqa: E402
+from tfft.modalities.text.encoders import build_text_encoder  # noqa: E402
 from tfft.freezing import check_groups, layer_groups  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -5,7 +5,7 @@ texts, the text and label columns present, labels that are class names), raising
 `DataError` that names the file and line. `read_folder`, `read_csv` and `read_jsonl`
 return the texts, a class name per example (a tuple of names when multi-label) and where
 each example comes from, for messages; `read_tfds` returns the texts, the class names per
-example and the class names of the dataset's `ClassLabel`. `tfft/data/text.py` encodes
+example and the class names of the dataset's `ClassLabel`. `tfft/modalities/text/pipeline.py` encodes
 the labels, splits the examples and builds the pipelines.
 """
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfft.data import image as image_data
+from tfft.modalities.image import pipeline as image_data
 from tfft.data import sources
-from tfft.data.image import IMAGE_EXTENSIONS, image_datasets
+from tfft.modalities.image.pipeline import IMAGE_EXTENSIONS, image_datasets
 from tfft.errors import DataError
 
 SIZE = 16

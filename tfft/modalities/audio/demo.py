@@ -16,7 +16,8 @@ import wave
 
 import numpy as np
 
-from tfft.data import audio, generated
+from tfft.data import generated
+from tfft.modalities.audio import pipeline as audio
 from tfft.data.checks import number
 from tfft.errors import DataError
 

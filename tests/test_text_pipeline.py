@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfft.data import sources
-from tfft.data.text import TEXT_EXTENSIONS, text_datasets
+from tfft.modalities.text.pipeline import TEXT_EXTENSIONS, text_datasets
 from tfft.errors import DataError
 
 ANIMALS = {

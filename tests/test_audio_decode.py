@@ -13,7 +13,7 @@ from audio_helpers import (
     wav_bytes,
     write_wav,
 )
-from tfft.data.wav import load_audio, read_wav, resample, wav_info
+from tfft.modalities.audio.decode import load_audio, read_wav, resample, wav_info
 from tfft.errors import DataError
 
 

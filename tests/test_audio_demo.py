@@ -4,9 +4,9 @@ import shutil
 import numpy as np
 import pytest
 
-from tfft.data import speech
-from tfft.data.audio import audio_datasets, read_wav, wav_info
-from tfft.data.speech import KEYWORDS_A, KEYWORDS_B, make_keyword_set
+from tfft.modalities.audio import demo as speech
+from tfft.modalities.audio.pipeline import audio_datasets, read_wav, wav_info
+from tfft.modalities.audio.demo import KEYWORDS_A, KEYWORDS_B, make_keyword_set
 from tfft.errors import DataError
 
 needs_espeak = pytest.mark.skipif(

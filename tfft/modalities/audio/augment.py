@@ -5,7 +5,7 @@ dict of its keys) against the spectrogram it will mask and returns an `AudioAugm
 None when nothing is on. Every draw is a stateless random op seeded by the example's own
 seed, so an example's augmentation is reproducible whatever the order of parallel calls in
 `tf.data`. Shift, gain and noise change the fixed-length waveform; the masks come back as
-keep-vectors that the pipeline in `tfft/data/audio.py` multiplies into the normalised
+keep-vectors that the pipeline in `tfft/modalities/audio/pipeline.py` multiplies into the normalised
 spectrogram batch, so a masked bin is 0, the mean after normalisation.
 """
 
@@ -15,7 +15,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tfft.data.audio_features import _randint, _seed
+from tfft.modalities.audio.features import _randint, _seed
 from tfft.data.checks import augment_settings, number, positive_int
 from tfft.errors import DataError
 

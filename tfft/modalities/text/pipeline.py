@@ -4,7 +4,7 @@
 labels), splits them per class and builds `tf.data` pipelines of raw strings that are
 batched and then handed to `preprocess`, typically a keras-hub preprocessor that tokenizes
 a batch of strings. Labels are int32 class indices, or float32 multi-hot vectors when
-`multi_label=True`. The readers of each kind of source live in `tfft/data/text_sources.py`.
+`multi_label=True`. The readers of each kind of source live in `tfft/modalities/text/sources.py`.
 """
 
 import hashlib
@@ -20,7 +20,7 @@ from tfft.data.checks import (
     positive_int,
 )
 from tfft.data.pipeline import cache_dataset, shuffle_epoch, filled, finish_datasets
-from tfft.data.text_sources import (
+from tfft.modalities.text.sources import (
     TEXT_EXTENSIONS,
     read_csv,
     read_folder,

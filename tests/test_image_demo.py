@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfft.data import synthetic
-from tfft.data.image import IMAGE_EXTENSIONS, image_datasets
+from tfft.modalities.image import demo as synthetic
+from tfft.modalities.image.pipeline import IMAGE_EXTENSIONS, image_datasets
 from tfft.data.sources import list_class_folders
-from tfft.data.synthetic import SYNTHETIC_MRI_CLASSES, make_synthetic_mri
+from tfft.modalities.image.demo import SYNTHETIC_MRI_CLASSES, make_synthetic_mri
 from tfft.errors import DataError
 
 

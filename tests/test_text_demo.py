@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from tfft.data import synthetic_text
-from tfft.data.synthetic_text import (
+from tfft.modalities.text import demo as synthetic_text
+from tfft.modalities.text.demo import (
     SUPPORT_TICKET_CLASSES,
     make_support_tickets,
     support_ticket_splits,
 )
-from tfft.data.text import text_datasets
+from tfft.modalities.text.pipeline import text_datasets
 from tfft.errors import DataError
 
 
@@ -75,7 +75,7 @@ def test_splits_are_deterministic_balanced_and_filled():
 def test_tickets_do_not_depend_on_the_hash_seed():
     # Iterating a set of slot names would tie the draws to PYTHONHASHSEED.
     code = (
-        "import hashlib; from tfft.data.synthetic_text import support_ticket_splits; "
+        "import hashlib; from tfft.modalities.text.demo import support_ticket_splits; "
         "print(hashlib.sha1(repr(support_ticket_splits(3, 3, 0)[::2]).encode()).hexdigest())"
     )
     runs = [

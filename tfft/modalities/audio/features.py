@@ -6,8 +6,8 @@ read. `log_mel` turns a batch of waveforms into spectrograms shaped like one-cha
 images, `crop_or_pad` gives every clip the same length, centred or at a seeded random
 position, and the normalisation helpers scale spectrograms per example or per mel band
 with statistics of the training split. These run as TensorFlow ops inside the `tf.data`
-pipeline, after decoding (`tfft/data/wav.py`) and the cache. The seeded draws `_seed` and
-`_randint` are shared with `tfft/data/audio_augment.py`, so a training crop and its
+pipeline, after decoding (`tfft/modalities/audio/decode.py`) and the cache. The seeded draws `_seed` and
+`_randint` are shared with `tfft/modalities/audio/augment.py`, so a training crop and its
 augmentation come from the same per-example seed.
 """
 

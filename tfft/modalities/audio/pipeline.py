@@ -5,9 +5,9 @@ header, and builds `tf.data` pipelines that decode, mix to mono, resample, cache
 pad to a fixed duration, augment (training only), and turn each batch into a log-mel
 spectrogram shaped like a one-channel image, `[batch, time, n_mels, 1]`.
 
-Decoding and resampling live in `tfft/data/wav.py`, cropping, log-mel features and
-normalisation in `tfft/data/audio_features.py`, and augmentation in
-`tfft/data/audio_augment.py`. Their public names are importable from here as well, next to
+Decoding and resampling live in `tfft/modalities/audio/decode.py`, cropping, log-mel features and
+normalisation in `tfft/modalities/audio/features.py`, and augmentation in
+`tfft/modalities/audio/augment.py`. Their public names are importable from here as well, next to
 `audio_datasets`, which assembles them into pipelines.
 """
 
@@ -16,8 +16,8 @@ import numbers
 import tensorflow as tf
 
 from tfft.data import sources
-from tfft.data.audio_augment import DEFAULT_AUGMENT, AudioAugment, build_audio_augment
-from tfft.data.audio_features import (
+from tfft.modalities.audio.augment import DEFAULT_AUGMENT, AudioAugment, build_audio_augment
+from tfft.modalities.audio.features import (
     AudioFeatures,
     _dataset_statistics,
     _normalize_example,
@@ -32,7 +32,7 @@ from tfft.data.checks import (
     positive_int,
 )
 from tfft.data.pipeline import cache_dataset, shuffle_epoch, example_seeds, filled, finish_datasets, fingerprint, listing
-from tfft.data.wav import WavInfo, find_unreadable, load_audio, read_wav, resample, wav_info
+from tfft.modalities.audio.decode import WavInfo, find_unreadable, load_audio, read_wav, resample, wav_info
 from tfft.errors import DataError
 
 __all__ = [

@@ -1,0 +1,31 @@
+"""The `data` keys only audio recipes read."""
+
+import dataclasses
+from typing import Optional
+
+
+@dataclasses.dataclass
+class AudioKeys:
+    """Audio keys of the `data` section.
+
+    Args:
+        sample_rate: clips are mixed to mono and resampled to this rate (Hz).
+        duration: clips are cropped (at random for training, centred otherwise) or
+            zero-padded to this many seconds.
+        n_fft: STFT window and FFT length, in samples.
+        hop_length: STFT hop, in samples.
+        n_mels: mel bands of the log-mel spectrogram.
+        f_min: lowest mel frequency (Hz).
+        f_max: highest mel frequency (Hz); None is half the sample rate.
+        normalize: `"example"` (each spectrogram to mean 0, std 1), `"dataset"` (per mel
+            band, statistics of the training split, saved with the model) or None.
+    """
+
+    sample_rate: int = 16000
+    duration: float = 1.0
+    n_fft: int = 512
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 20.0
+    f_max: Optional[float] = None
+    normalize: Optional[str] = "example"
