@@ -52,9 +52,10 @@ def main():
 
 
 def _is_application(recipe):
+    from tfft import modalities
     from tfft.backbones.applications import find_application
 
-    return recipe.data.kind in ("image", "audio") and find_application(recipe.backbone.name) is not None
+    return modalities.get(recipe.data.kind).takes_applications and find_application(recipe.backbone.name) is not None
 
 
 def _load(recipe_path, overrides, demo):

@@ -55,16 +55,16 @@ class BackboneConfig:
 
 
 @dataclasses.dataclass
-class DataConfig:
-    """The `data` section.
+class CommonDataKeys:
+    """The `data` keys every modality reads. Each modality adds its own (`data.n_mels` for
+    audio, `data.sequence_length` for text, ...: `tfft/modalities/<kind>/keys.py`); a key
+    of another modality than `kind` is an error that says whose key it is.
 
     Args:
         kind: the modality: `"image"`, `"text"` or `"audio"`.
-        path: a class-per-folder tree (images; `.txt` files for text; `.wav` for audio).
-        manifest: a CSV file: `path,label` columns for images and audio; for text, the
-            columns `text_column` and `label_column`.
-        jsonl: text only: a JSON-lines file with the keys `text_column` and `label_column`.
-        tfds: text only: a TensorFlow Datasets name (`"imdb_reviews"`), split by `tfds_split`.
+        path: a class-per-folder tree (images; `.txt` files for text; recordings for audio).
+        manifest: a CSV file: `path,label` columns for images and audio (paths relative to
+            the file); for text, the columns `text_column` and `label_column`.
         validation_path: the validation split, of the same kind as the source (a folder
             tree, a CSV or JSON-lines file).
         validation_split: fraction held out for validation when there is no
@@ -72,53 +72,32 @@ class DataConfig:
         holdout: None, or a fraction of each class of the training split held out in place
             of the validation split, which is then not read at all: how `schedule.kind="auto"`
             and `tfft tune` score their candidates on training data only.
-        image_size: images are resized to this; defaults to `backbone.input_size`.
         batch_size: global batch size, across all replicas.
         augment: training-only augmentation; None is the modality's default, `"strong"` its
             strong preset for few examples (RandAugment for images, wider SpecAugment masks
-            and more noise for audio), `{}` turns it off. Images: `dict(flip=True, rotation=0.05, zoom=0.1, translation=0.1,
-            contrast=0.1)`; audio: `dict(time_mask=2, time_mask_width=10, freq_mask=2,
-            freq_mask_width=8, noise_snr_db=20, shift=0.1, gain_db=6)`.
-        cache: cache decoded images in memory (True), in a file (a path), or not (False).
+            for audio), `{}` turns it off. Images: `dict(flip=True, rotation=0.05, zoom=0.1,
+            translation=0.1, contrast=0.1)`; audio: `dict(time_mask=2, time_mask_width=10,
+            freq_mask=2, freq_mask_width=8, noise_snr_db=20, shift=0.1, gain_db=6)`. Text
+            has none.
+        cache: cache decoded examples in memory (True), in a file (a path), or not (False).
         class_weights: None, `"balanced"`, or `{class_name: weight}`.
         synthetic: when no data source is set, generate this built-in data set so the
             recipe runs anywhere: `"mri"` (images), `"tickets"` (text), `"keywords"`
             (spoken words, made with espeak-ng); None makes a missing source an error.
         synthetic_per_class: examples per class of the synthetic set (None: its default).
         seed: seed of the split, shuffling and augmentation.
-        verify: decode every image once before training to name any corrupt file.
+        verify: decode every file once before training to name any corrupt one.
         on_error: `"raise"`: a file that cannot be read is an error naming it (before
             training when `verify`); `"skip"`: every file is checked before training, the
             bad ones are left out and listed in the run's `skipped.txt`.
-        text_column: text only: column or key holding the text.
-        label_column: text only: column or key holding the label(s).
-        multi_label: text only: any number of labels per example (a JSON list, or a string
-            split by `label_delimiter`); trained with a sigmoid per class.
-        label_delimiter: text only: separator of labels in one string, e.g. `"|"`.
-        sequence_length: text only: tokens per text after padding or truncation.
-        tfds_split: text only: `[train_split, validation_split]` of a TFDS data set; a
-            validation split of None splits the training split.
-        sample_rate: audio only: clips are resampled to this rate (Hz).
-        duration: audio only: clips are cropped (randomly for training, centred for
-            validation) or zero-padded to this many seconds.
-        n_fft: audio only: STFT window length in samples.
-        hop_length: audio only: STFT hop in samples.
-        n_mels: audio only: mel bands of the log-mel spectrogram.
-        f_min: audio only: lowest mel frequency (Hz).
-        f_max: audio only: highest mel frequency (Hz); None is half the sample rate.
-        normalize: audio only: `"example"` (each spectrogram to mean 0, std 1),
-            `"dataset"` (per mel band, statistics of the training split) or None.
     """
 
     kind: str = "image"
     path: Optional[str] = None
     manifest: Optional[str] = None
-    jsonl: Optional[str] = None
-    tfds: Optional[str] = None
     validation_path: Optional[str] = None
     validation_split: float = 0.2
     holdout: Optional[float] = None
-    image_size: Optional[int] = None
     batch_size: int = 32
     augment: Union[None, dict, str] = None
     cache: Union[bool, str] = True
@@ -128,20 +107,48 @@ class DataConfig:
     seed: int = 0
     verify: bool = True
     on_error: str = "raise"
-    text_column: str = "text"
-    label_column: str = "label"
-    multi_label: bool = False
-    label_delimiter: Optional[str] = None
-    sequence_length: int = 128
-    tfds_split: list = dataclasses.field(default_factory=lambda: ["train", "test"])
-    sample_rate: int = 16000
-    duration: float = 1.0
-    n_fft: int = 512
-    hop_length: int = 160
-    n_mels: int = 64
-    f_min: float = 20.0
-    f_max: Optional[float] = None
-    normalize: Optional[str] = "example"
+
+
+def _data_config():
+    """`DataConfig`: the common keys, then each modality's own, in one flat section."""
+    from tfft import modalities
+
+    fields, seen = [], set()
+    for owner in (CommonDataKeys,) + tuple(modalities.keys_of(kind) for kind in modalities.KINDS):
+        hints = typing.get_type_hints(owner)
+        for field in dataclasses.fields(owner):
+            if field.name in seen:
+                continue
+            seen.add(field.name)
+            spec = dataclasses.field(default=field.default) if field.default_factory is dataclasses.MISSING \
+                else dataclasses.field(default_factory=field.default_factory)
+            fields.append((field.name, hints[field.name], spec))
+    doc = ("The `data` section: `CommonDataKeys` and the keys of each modality "
+           "(`tfft.modalities.<kind>.keys`).")
+    return dataclasses.make_dataclass("DataConfig", fields, namespace={"__doc__": doc, "__module__": __name__})
+
+
+DataConfig = _data_config()
+
+
+def check_modality_keys(config):
+    """Raise a `RecipeError` for a `data` key of another modality than `config.kind` set
+    away from its default: `data.n_mels is an audio key; data.kind is 'image'`."""
+    from tfft import modalities
+
+    if config.kind not in modalities.KINDS:
+        return  # the data builder names the unknown kind
+    own = {field.name for field in dataclasses.fields(modalities.keys_of(config.kind))}
+    common = {field.name for field in dataclasses.fields(CommonDataKeys)}
+    defaults = DataConfig()
+    for field in dataclasses.fields(DataConfig):
+        name = field.name
+        if name in own or name in common or getattr(config, name) == getattr(defaults, name):
+            continue
+        readers = " or ".join(modalities.readers_of(name))
+        article = "an" if readers[:1] in "aeiou" else "a"
+        raise RecipeError(f"data.{name} is {article} {readers} key; data.kind is {config.kind!r}. "
+                          f"Received: data.{name}={getattr(config, name)!r}")
 
 
 @dataclasses.dataclass
@@ -285,6 +292,7 @@ class Recipe:
                 raise RecipeError(f"--set takes dotted.key=value. Received: {override!r}")
             key, text = override.split("=", 1)
             apply_override(recipe, key.strip(), parse_value(text.strip()))
+        check_modality_keys(recipe.data)
         return recipe
 
 
@@ -318,9 +326,9 @@ def apply_override(recipe, key, value):
         return
     current = getattr(section, parts[1])
     if current is None and key.startswith("data.augment."):
-        from tfft.data.build import default_augment  # one key changes the modality's default
+        from tfft import modalities  # one key changes the modality's default
 
-        current = default_augment(recipe.data.kind)
+        current = dict(modalities.get(recipe.data.kind).augment)
     if not isinstance(current, dict):
         raise RecipeError(f"{parts[0]}.{parts[1]} is not a dict, so {key!r} cannot be set.")
     current = dict(current)

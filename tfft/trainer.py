@@ -30,18 +30,17 @@ import shutil
 import keras
 import numpy as np
 
-from tfft import evaluation, rundir
+from tfft import evaluation, model_file, modalities, rundir
 from tfft.batchnorm import batchnorm_layers
-from tfft.callbacks import examples
 from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
 from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, SIGNALS, Interruption, weights_finite
 from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
-from tfft.data.build import audio_features, datasets_from_recipe
+from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
 from tfft.errors import RecipeError, TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
 from tfft.optimizers import make_optimizer
-from tfft.recipe import Recipe
+from tfft.recipe import Recipe, check_modality_keys
 from tfft.schedules import FIND, build_stages, plan_steps
 from tfft.stage_loop import StageLoop, Stopped
 
@@ -160,17 +159,10 @@ class Trainer(StageLoop):
         from tfft.backbones import build_backbone  # keeps `import tfft` light
 
         config = self.recipe.backbone
-        return build_backbone(
-            config.name,
-            weights=config.weights,
-            input_size=config.input_size,
-            family=config.family,
-            modality=self.recipe.data.kind,
-            sequence_length=self.recipe.data.sequence_length,
-            pooling=self.recipe.head.pooling,
-            spectrogram_shape=audio_features(self.recipe.data).shape[:2] if self.recipe.data.kind == "audio" else None,
-            load_weights=not self.dry_run,
-        )
+        modality = modalities.get(self.recipe.data.kind)
+        return build_backbone(config.name, weights=config.weights, input_size=config.input_size, family=config.family,
+                              modality=self.recipe.data.kind, load_weights=not self.dry_run,
+                              **modality.backbone_options(self.recipe))
 
     def build_datasets(self):
         """Return a `tfft.data.Datasets` for `data.kind`.
@@ -263,6 +255,7 @@ class Trainer(StageLoop):
             return
         runtime = self.recipe.runtime
         _check_train(self.recipe.train)
+        check_modality_keys(self.recipe.data)
         if runtime.deterministic:
             import tensorflow as tf
 
@@ -320,7 +313,7 @@ class Trainer(StageLoop):
             # Planned as the recommended candidate; `run` chooses before it sets up.
             from tfft.tuning import recommended_schedule
 
-            values = {k.split(".", 1)[1]: v for k, v in recommended_schedule(self.recipe.data.kind).items()}
+            values = {k.split(".", 1)[1]: v for k, v in recommended_schedule().items()}
             schedule = dataclasses.replace(schedule, **values)
         if schedule.train_bn == "auto":
             return dataclasses.replace(schedule, train_bn=not self.backbone.pretrained)
@@ -697,9 +690,8 @@ class Trainer(StageLoop):
         shown = wrong[:limit]
         wanted = {index for index, _, _ in shown}
         raw = [example for i, (example, _) in enumerate(validation.take(max(wanted) + 1)) if i in wanted]
-        kind = self.recipe.data.kind
-        features = audio_features(self.recipe.data) if kind == "audio" else None
-        examples.log_misclassified(self.logger, f"misclassified/{stage.name}", kind, raw, shown, len(wrong), features)
+        modalities.get(self.recipe.data.kind).log_misclassified(
+            self.logger, f"misclassified/{stage.name}", raw, shown, len(wrong), self.recipe.data)
 
     def _evaluate(self, history):
         last, _ = self._validation_report()
@@ -738,7 +730,22 @@ class Trainer(StageLoop):
         final = os.path.join(self.out_dir, "model.keras")
         partial = os.path.join(self.out_dir, "model.partial.keras")
         keras.Model(self.model.input, self.model.output, name=self.model.name).save(partial)
+        model_file.write_metadata(partial, self._model_metadata())
         os.replace(partial, final)
+
+    def _model_metadata(self):
+        """`tfft.json` of `model.keras` (`tfft.model_file`): what another recipe needs to use
+        this model as its backbone, and what a user needs to read its outputs."""
+        shape = self.backbone.model.input_shape
+        return dict(
+            modality=self.recipe.data.kind,
+            class_names=list(self.datasets.class_names),
+            multi_label=bool(self.datasets.multi_label),
+            backbone=self.backbone.name,
+            family=self.backbone.family,
+            groups=[(g.name, g.layers[0].name) for g in self.groups if g.name != HEAD and g.layers],
+            input_shape=list(shape[1:]) if isinstance(shape, tuple) else None,
+        )
 
     @property
     def _monitor_mode(self):

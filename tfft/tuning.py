@@ -27,6 +27,7 @@ import math
 import os
 import time
 
+from tfft import modalities
 from tfft.errors import RecipeError, TfftError
 
 HOLDOUT = 0.2
@@ -116,15 +117,15 @@ def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDO
 def auto_candidates(recipe, trainer):
     """The candidates `schedule.kind="auto"` tries for this recipe and backbone.
 
-    The first is the recommendation for the modality (`recommended_schedule`) with the
+    The first is tfft's recommendation (`recommended_schedule`) with the
     recipe's other values; the others change one thing each, so the table says what each
     choice is worth.
     """
     kind = recipe.data.kind
     groups = trainer.group_names
-    base = recommended_schedule(kind)
+    base = recommended_schedule()
     unfreeze = recipe.schedule.unfreeze
-    candidates = [Candidate("recommended", dict(base), f"the recommended schedule for {kind} data")]
+    candidates = [Candidate("recommended", dict(base), "the recommended schedule")]
     candidates.append(Candidate("gradual_unfreezing", dict(base, **{"schedule.kind": "gradual_unfreezing"}),
                                 "one more group from the top per stage (ULMFiT)"))
     if unfreeze != 0 and len(groups) > 1:
@@ -135,20 +136,13 @@ def auto_candidates(recipe, trainer):
         candidates.append(Candidate("frozen_bn" if trains else "train_bn",
                                     dict(base, **{"schedule.train_bn": not trains}),
                                     "the BatchNorm policy the other way round"))
-    if kind in ("image", "audio"):
-        candidates.append(Candidate("strong_augment", dict(base, **{"data.augment": "strong"}),
-                                    "stronger augmentation, for few examples seen many times"))
-        candidates.append(Candidate("no_augment", dict(base, **{"data.augment": {}}),
-                                    "no augmentation, when the training examples already look like the rest"))
-    else:
-        candidates.append(Candidate("label_smoothing", dict(base, **{"train.label_smoothing": 0.1}),
-                                    "label smoothing 0.1 against over-confident fits of few examples"))
+    candidates += [Candidate(name, overrides, why) for name, overrides, why in modalities.get(kind).tune_candidates(base)]
     candidates.append(Candidate("l2_sp", dict(base, **{"train.l2_sp": 10.0}),
                                 "L2-SP: every step pulls the backbone back toward its pretrained weights"))
     return candidates
 
 
-def recommended_schedule(kind):
+def recommended_schedule():
     """The schedule tfft recommends, for every modality alike (docs/schedules.md): two
     phases, the head first, then the head and the top groups at a rate the learning-rate
     finder picks. On the few-shot benchmarks it beat the staged alternatives."""
@@ -219,7 +213,7 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
     """
     import keras_tuner
 
-    probed, full = probe(recipe, trainer_class, recommended_schedule(recipe.data.kind))
+    probed, full = probe(recipe, trainer_class, recommended_schedule())
     if before is not None:
         before()
     candidates = auto_candidates(recipe, probed)

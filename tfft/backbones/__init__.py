@@ -31,6 +31,7 @@ class Backbone:
         pretrained: whether the weights come from pretraining (False for `weights=None`):
             BatchNorm statistics are kept frozen by default only when they are pretrained.
         note: a line to show the user about the weights (how `pretrained` was decided).
+        metadata: the `tfft.json` of a `.keras` file tfft saved (`tfft.model_file`), or None.
 
     Example:
         >>> backbone = build_backbone("MobileNetV3Small", weights=None, input_size=96)
@@ -45,6 +46,15 @@ class Backbone:
     name: str
     pretrained: bool = True
     note: str = ""
+    metadata: Optional[dict] = None
+
+    @property
+    def image_size(self):
+        """`(height, width)` when the model's input fixes them, else None."""
+        shape = self.model.input_shape
+        if not isinstance(shape, tuple) or len(shape) != 4 or None in shape[1:3]:
+            return None
+        return tuple(shape[1:3])
 
 
 # The builders import `Backbone` from this package, so they come after it.
@@ -64,9 +74,10 @@ def _is_file(name):
     )
 
 
-def build_backbone(name, weights="pretrained", input_size=224, family=None, modality="image", sequence_length=128,
-                   pooling="avg", spectrogram_shape=None, load_weights=True):
-    """Build a backbone: a Keras application, a `.keras` file or a keras-hub text encoder.
+def build_backbone(name, weights="pretrained", input_size=224, family=None, modality="image", load_weights=True,
+                   **options):
+    """Build a backbone: a `.keras` file, or what the modality builds by name (a Keras
+    application, tfft's `image_cnn` / `audio_cnn`, a keras-hub text encoder).
 
     Args:
         name: an application name (`"resnet50"`, any case), `"image_cnn"` (tfft's compact
@@ -79,13 +90,11 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         input_size: input height and width of an application; a `.keras` file keeps its own.
         family: the layer-group family of a `.keras` file built with application layer
             names (`"resnet"`); an application knows its family.
-        modality: `"image"` (applications), `"text"` (keras-hub encoders) or `"audio"`
-            (`"audio_cnn"` or an application on spectrograms); a `.keras` file serves any.
-        sequence_length: tokens per text (text encoders only).
-        pooling: `"avg"` or `"cls"`: how a text encoder turns tokens into one vector.
-        spectrogram_shape: audio only: `(time, mels)` of the log-mel spectrograms.
+        modality: `data.kind`: `"image"`, `"text"` or `"audio"` (`tfft.modalities`).
         load_weights: False builds the architecture only (a dry run); `pretrained` still
             says whether a real build would start from pretrained weights.
+        **options: what the modality needs besides (`Modality.backbone_options`): text
+            `sequence_length` and `pooling`, audio `spectrogram_shape` `(time, mels)`.
 
     Returns:
         A `Backbone`.
@@ -96,76 +105,36 @@ def build_backbone(name, weights="pretrained", input_size=224, family=None, moda
         >>> build_backbone("runs/mri/model.keras", family="resnet").name
         'resnet50'
     """
+    from tfft import modalities
+
+    kind = modalities.get(modality)
     if _is_file(name):
-        backbone = files.load_backbone_file(name, family=family)
-        if modality == "audio":
-            _check_spectrogram_input(backbone, spectrogram_shape)
-        return backbone
-    if modality == "audio":
-        from tfft.modalities.audio import cnn as audio
+        return kind.file_backbone(files.load_backbone_file(name, family=family), input_size=input_size, **options)
+    return kind.build_backbone(name, weights=weights, input_size=input_size, family=family,
+                               load_weights=load_weights, **options)
 
-        if name == audio.AUDIO_CNN:
-            _no_weights(name, weights)
-            return audio.build_audio_cnn(tuple(spectrogram_shape) + (1,))
-        backbone = _application(name, weights, tuple(spectrogram_shape), load_weights)
-        backbone.preprocess = audio.spectrogram_to_image(backbone.preprocess)
-        return backbone
-    if modality == "text":
-        from tfft.modalities.text import encoders as hub
 
-        return hub.build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling,
-                                      load_weights=load_weights)
-    if name == "image_cnn":
-        from tfft.modalities.image.cnn import build_image_cnn
-
-        _no_weights("image_cnn", weights)
-        return build_image_cnn(input_size)
+def application_backbone(name, weights, input_size, load_weights, family=None):
+    """A Keras application as a `Backbone`; `input_size` is a size or `(height, width)`."""
     spec = applications.get_application(name)
     if family is not None and family != spec.family:
         raise BackboneError(
             f"{spec.name} belongs to the '{spec.family}' family; `family` only applies to "
             f".keras files. Received: family={family!r}"
         )
-    return _application(name, weights, input_size, load_weights)
-
-
-def _no_weights(name, weights):
-    if weights is not None:
-        raise BackboneError(
-            f"{name} has no pretrained weights: set backbone.weights=None to train it, then fine-tune "
-            f"its model.keras for transfer. Received: weights={weights!r}"
-        )
-
-
-def _application(name, weights, input_size, load_weights):
     weights = "imagenet" if weights == "pretrained" else weights
     backbone = applications.build_application(name, weights=weights if load_weights else None, input_size=input_size)
     backbone.pretrained = weights is not None
     return backbone
 
 
-def _check_spectrogram_input(backbone, spectrogram_shape):
-    expected = tuple(spectrogram_shape) if spectrogram_shape else None
-    got = tuple(backbone.model.input_shape[1:3])
-    if expected and got != expected:
+def no_weights(name, weights):
+    """Refuse pretrained weights for a network tfft only builds from scratch."""
+    if weights is not None:
         raise BackboneError(
-            f"Backbone '{backbone.name}' takes spectrograms of {got[0]} frames x {got[1]} mels, but this recipe "
-            f"makes {expected[0]} x {expected[1]}: use the sample_rate, duration, hop_length and n_mels it was "
-            "trained with."
+            f"{name} has no pretrained weights: set backbone.weights=None to train it, then fine-tune "
+            f"its model.keras for transfer. Received: weights={weights!r}"
         )
-    channels = backbone.model.input_shape[-1]
-    if channels == 3:
-        from tfft.modalities.audio import cnn as audio
-
-        # Fed as tfft feeds an ImageNet CNN spectrograms (an application fine-tuned earlier).
-        backbone.preprocess = audio.spectrogram_to_image(backbone.preprocess)
-    elif channels != 1:
-        raise BackboneError(
-            f"Backbone '{backbone.name}' takes {channels} input channels; spectrograms have 1 (or 3 for an "
-            "image CNN)."
-        )
-    else:
-        backbone.preprocess = None
 
 
 def imagenet_weights_available(name, input_size=224):

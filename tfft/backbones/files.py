@@ -12,6 +12,8 @@ from tfft.backbones import Backbone
 from tfft.backbones.applications import FAMILY_RULES, family_rules, find_application
 from tfft.batchnorm import untrained_statistics
 from tfft.errors import BackboneError
+from tfft.freezing import GroupRules
+from tfft.model_file import group_patterns, read_metadata
 
 CLASSIFIER_NAME = "tfft_classifier"
 
@@ -44,8 +46,9 @@ def load_backbone_file(path, family=None):
         path: a `.keras` file saved with `model.save(...)`: a feature extractor, or a
             classifier saved by tfft (its nested backbone is returned).
         family: the family whose layer-group rules fit the model's layer names
-            (`"resnet"`, `"efficientnet"`, ... see `FAMILY_RULES`), or None: the family of
-            a model saved under a known name (`resnet50`, `audio_cnn`), else a depth split.
+            (`"resnet"`, `"efficientnet"`, ... see `FAMILY_RULES`), or None: the groups a
+            tfft `model.keras` was fine-tuned with (its `tfft.json`), else the family of a
+            model saved under a known name (`resnet50`, `audio_cnn`), else a depth split.
 
     Returns:
         A `Backbone` without preprocessing: the images reach the model as float32 in 0-255,
@@ -79,7 +82,12 @@ def load_backbone_file(path, family=None):
             "@keras.saving.register_keras_serializable before loading."
         ) from error
     model = _functional(_unwrap_classifier(model), path)
-    if family is None:
+    metadata = read_metadata(path)
+    if family is None and metadata and metadata.get("groups"):
+        # A model tfft saved brings the groups it was fine-tuned with.
+        family = metadata.get("family") or "custom"
+        rules = GroupRules(patterns=group_patterns(metadata["groups"]))
+    elif family is None:
         family = _family_of(model.name)
         rules = family_rules(family) if family else None
     # A Keras application fine-tuned earlier still wants its own pixel preprocessing.
@@ -98,6 +106,7 @@ def load_backbone_file(path, family=None):
         name=model.name,
         pretrained=not untrained,
         note=note,
+        metadata=metadata,
     )
 
 

@@ -1,0 +1,126 @@
+"""One package per modality: what images, texts and recordings each add to tfft.
+
+A modality is a `Modality` subclass in its package (`tfft/modalities/image/modality.py`,
+...) with the `data` keys only it reads (a dataclass in its `keys.py`), its readers and
+pipeline, its built-in demo set, its backbones and how its misclassified examples look in
+TensorBoard. Nothing outside these packages branches on `data.kind`: the rest of tfft asks
+`get(kind)`. A new modality is a new package and one line in `MODALITIES`.
+
+Example:
+    >>> import dataclasses
+    >>> from tfft import modalities
+    >>> modalities.get("audio").synthetic
+    'keywords'
+    >>> [field.name for field in dataclasses.fields(modalities.keys_of("image"))]
+    ['image_size']
+"""
+
+import dataclasses
+import importlib
+
+from tfft.errors import DataError
+
+# kind -> "module:class". Modules are imported on first use, so `import tfft` stays light.
+MODALITIES = {
+    "image": "tfft.modalities.image.modality:ImageModality",
+    "text": "tfft.modalities.text.modality:TextModality",
+    "audio": "tfft.modalities.audio.modality:AudioModality",
+}
+KINDS = tuple(MODALITIES)
+
+_loaded = {}
+
+
+class Modality:
+    """What one modality brings. Subclasses set the attributes and implement the methods.
+
+    Attributes:
+        name: the `data.kind` value.
+        sources: the `data` keys that name a data source this modality reads.
+        synthetic: the name of its built-in demo set (`data.synthetic`).
+        augment: its default training augmentation (`data.augment=None`).
+        strong_augment: its `data.augment="strong"` preset, or None if it has none.
+        takes_applications: whether Keras applications serve as its backbones (then
+            `--demo` may swap ImageNet weights for random ones when they are not on disk).
+    """
+
+    name = None
+    sources = ("path", "manifest")
+    synthetic = None
+    augment = {}
+    strong_augment = None
+    takes_applications = False
+
+    def backbone_options(self, recipe):
+        """What `build_backbone` and `file_backbone` take besides the `backbone` keys, from
+        the rest of the recipe (e.g. the spectrogram shape for audio)."""
+        return {}
+
+    def build_backbone(self, name, weights="pretrained", input_size=224, family=None, load_weights=True, **options):
+        """Return the `Backbone` named `name` (not a file) for this modality."""
+        raise NotImplementedError
+
+    def file_backbone(self, backbone, input_size=None, **options):
+        """Check (and adapt) a backbone loaded from a `.keras` file for this modality;
+        `input_size` is `backbone.input_size` of the recipe."""
+        return backbone
+
+    def datasets(self, config, backbone, input_size, dry_run=False, sources=None):
+        """Return the `Datasets` that `config` (the `data` section) describes.
+
+        Args:
+            config: the recipe's `data` section.
+            backbone: the built `Backbone`; its `preprocess` runs in the pipeline.
+            input_size: `backbone.input_size` of the recipe.
+            dry_run: list the data without decoding every file.
+            sources: the data sources to read, `{"path": ..., "manifest": ...,
+                "validation_path": ...}` after the demo set filled them in.
+        """
+        raise NotImplementedError
+
+    def demo_set(self, config, input_size, verbose=0):
+        """Write (or find in the cache) the built-in demo set; return the source keys it
+        fills, e.g. `{"path": DIRECTORY}`."""
+        raise NotImplementedError
+
+    def log_misclassified(self, logger, tag, raw, labels, total, config):
+        """Write misclassified validation examples under `tag` (see
+        `tfft.callbacks.examples`)."""
+        raise NotImplementedError
+
+    def tune_candidates(self, base):
+        """Candidates of `schedule.kind="auto"` that only this modality has, as
+        `(name, overrides, why)` tuples on top of the `base` overrides."""
+        return []
+
+    def resolve_augment(self, augment):
+        """`data.augment` as the pipeline takes it: None is the default, `"strong"` the
+        strong preset, a dict itself."""
+        if augment is None:
+            return dict(self.augment)
+        if isinstance(augment, str):
+            if augment != "strong" or self.strong_augment is None:
+                raise DataError(f"data.augment takes None, a dict of steps or 'strong' (images and audio). "
+                                f"Received: data.augment={augment!r}")
+            return dict(self.strong_augment)
+        return augment
+
+
+def get(kind):
+    """The `Modality` of `data.kind`; an unknown kind is a `DataError` naming the key."""
+    if kind not in MODALITIES:
+        raise DataError(f"Unknown data kind. Expected one of {list(KINDS)}. Received: data.kind={kind!r}")
+    if kind not in _loaded:
+        module, name = MODALITIES[kind].split(":")
+        _loaded[kind] = getattr(importlib.import_module(module), name)()
+    return _loaded[kind]
+
+
+def keys_of(kind):
+    """The dataclass of the `data` keys only `kind` reads (light: no TensorFlow import)."""
+    return importlib.import_module(MODALITIES[kind].split(":")[0].rsplit(".", 1)[0] + ".keys").KEYS
+
+
+def readers_of(key):
+    """The modalities that read the modality-specific `data` key `key` (empty if none does)."""
+    return [kind for kind in KINDS if key in {field.name for field in dataclasses.fields(keys_of(kind))}]

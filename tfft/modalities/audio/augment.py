@@ -15,23 +15,10 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tfft.modalities.audio.features import _randint, _seed
 from tfft.data.checks import augment_settings, number, positive_int
 from tfft.errors import DataError
-
-# The augmentation `augment=True` stands for; also the full list of valid `augment` keys.
-# No added noise by default: white noise on clean recordings teaches a mismatch with clean
-# test clips (on real few-shot speech, test accuracy 0.81 with 20 dB noise, 0.91 without;
-# docs/benchmarks.md). Give `noise_snr_db` for noisy deployments.
-DEFAULT_AUGMENT = dict(
-    time_mask=2,
-    time_mask_width=10,
-    freq_mask=2,
-    freq_mask_width=8,
-    noise_snr_db=None,
-    shift=0.1,
-    gain_db=6,
-)
+from tfft.modalities.audio.features import _randint, _seed
+from tfft.modalities.audio.keys import DEFAULT_AUGMENT
 
 
 def _band_keep(seed, stream, size, count, max_width):

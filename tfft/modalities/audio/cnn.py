@@ -13,6 +13,7 @@ Two routes, as in audio transfer learning practice:
 import keras
 
 from tfft.backbones import Backbone
+from tfft.backbones.blocks import conv_blocks
 from tfft.freezing import GroupRules
 
 AUDIO_CNN = "audio_cnn"
@@ -36,19 +37,6 @@ def audio_cnn(input_shape, widths=(32, 64, 128, 256), name=AUDIO_CNN):
     """
     inputs = keras.Input(input_shape, name="spectrogram")
     return keras.Model(inputs, conv_blocks(inputs, widths), name=name)
-
-
-def conv_blocks(inputs, widths):
-    """Blocks `block1` ... `blockN` of two 3x3 conv-BatchNorm-ReLU and a 2x2 max pooling,
-    named as VGG names its blocks (so the `vgg` group rules cut them)."""
-    x = inputs
-    for index, width in enumerate(widths, start=1):
-        for conv in (1, 2):
-            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{index}_conv{conv}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{index}_bn{conv}")(x)
-            x = keras.layers.Activation("relu", name=f"block{index}_relu{conv}")(x)
-        x = keras.layers.MaxPooling2D(2, padding="same", name=f"block{index}_pool")(x)
-    return x
 
 
 def build_audio_cnn(input_shape):

@@ -15,7 +15,7 @@ import keras
 
 from tfft.backbones import Backbone
 from tfft.backbones.applications import FAMILY_RULES
-from tfft.modalities.audio.cnn import conv_blocks
+from tfft.backbones.blocks import conv_blocks
 
 IMAGE_CNN = "image_cnn"
 

@@ -1,0 +1,84 @@
+"""Texts: class folders of `.txt` files, CSV and JSON-lines manifests, TFDS; keras-hub
+encoders; misclassified examples shown as a table of texts."""
+
+import os
+
+from tfft.errors import DataError
+from tfft.modalities import Modality
+
+
+class TextModality(Modality):
+    name = "text"
+    sources = ("path", "manifest", "jsonl", "tfds")
+    synthetic = "tickets"
+    per_class = 32
+
+    def backbone_options(self, recipe):
+        return dict(sequence_length=recipe.data.sequence_length, pooling=recipe.head.pooling)
+
+    def build_backbone(self, name, weights="pretrained", input_size=224, family=None, load_weights=True,
+                       sequence_length=128, pooling="avg"):
+        from tfft.modalities.text.encoders import build_text_encoder
+
+        return build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling,
+                                  load_weights=load_weights)
+
+    def resolve_augment(self, augment):
+        if augment:
+            raise DataError(f"Text data has no augmentation: leave data.augment unset. Received: data.augment={augment!r}")
+        return None
+
+    def datasets(self, config, backbone, input_size, dry_run=False, sources=None):
+        from tfft.data.build import expand
+        from tfft.modalities.text.pipeline import text_datasets
+
+        self.resolve_augment(config.augment)
+        return text_datasets(
+            path=expand(sources["path"]),
+            csv=expand(sources["manifest"]),
+            jsonl=expand(config.jsonl),
+            tfds=config.tfds,
+            text_column=config.text_column,
+            label_column=config.label_column,
+            label_delimiter=config.label_delimiter,
+            multi_label=config.multi_label,
+            validation_path=expand(sources["validation_path"]),
+            validation_split=config.validation_split,
+            tfds_split=tuple(config.tfds_split),
+            batch_size=config.batch_size,
+            seed=config.seed,
+            preprocess=backbone.preprocess,
+            class_weights=config.class_weights,
+            cache=expand(config.cache),
+            holdout=config.holdout,
+            on_error=config.on_error,
+        )
+
+    def demo_set(self, config, input_size, verbose=0):
+        from tfft.data.build import cache_dir, say_demo
+        from tfft.modalities.text.demo import make_support_tickets
+
+        per_class = config.synthetic_per_class or self.per_class
+        directory = os.path.join(cache_dir(), f"support_tickets_{per_class}_seed{config.seed}")
+        say_demo(verbose, self.synthetic, directory)
+        generated = make_support_tickets(directory, per_class=per_class, seed=config.seed)
+        # The tickets' test split uses partly different phrasings: it is the validation.
+        return dict(manifest=os.path.join(generated, "tickets.csv"),
+                    validation_path=config.validation_path or os.path.join(generated, "tickets_test.csv"))
+
+    def log_misclassified(self, logger, tag, raw, labels, total, config):
+        from tfft.callbacks.examples import misclassified_header
+
+        rows = [f"| {_cell(text)} | {truth} | {guess} |" for text, (_, truth, guess) in zip(raw, labels)]
+        table = misclassified_header(labels, total) + "| text | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
+        logger.log_examples(tag, text=table)
+
+    def tune_candidates(self, base):
+        return [("label_smoothing", dict(base, **{"train.label_smoothing": 0.1}),
+                 "label smoothing 0.1 against over-confident fits of few examples")]
+
+
+def _cell(text):
+    text = text.numpy().decode("utf-8", "replace") if hasattr(text, "numpy") else str(text)
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= 200 else text[:197] + "..."
