@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test test-fast plan clean
+.PHONY: install system-deps demo test test-slow test-all plan clean
 
 # Speech for the audio recipe and tests is made with espeak-ng; sox and ffmpeg convert
 # recordings. Installed from Debian's packages when missing and possible (root, apt).
@@ -32,11 +32,16 @@ demo: $(STAMP)
 plan: $(STAMP)
 	$(BIN)/tfft plan recipes/tumor_resnet.py
 
+# `make test`: the suite without the end-to-end tests marked slow (real subprocess runs
+# killed and resumed, whole recipes); `make test-slow` runs those; CI runs both.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
-
-test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

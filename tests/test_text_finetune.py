@@ -60,6 +60,7 @@ class Recording(Trainer):
         self.end = getattr(self, "end", []) + [{g.name: [v.numpy().copy() for v in g.variables] for g in self.groups}]
 
 
+@pytest.mark.slow  # a real MiniLM fine-tune, three stages
 def test_layerwise_decay_moves_layers_in_order_and_frozen_layers_not_at_all(tickets_csv, tmp_path):
     stages = [
         {"name": "head", "epochs": 1, "train": "head", "lr": 1e-3},
@@ -97,6 +98,7 @@ def test_layerwise_decay_moves_layers_in_order_and_frozen_layers_not_at_all(tick
         assert "| text | true | predicted |" in text and any(t in text for texts in TEXTS.values() for t in texts)
 
 
+@pytest.mark.slow  # a real MiniLM fine-tune
 def test_multi_label_tickets_train_with_a_sigmoid_per_class(tmp_path):
     rows = ["text,label"]
     for i, (labels, text) in enumerate([("billing|refund", "I was charged twice, please refund me"),
