@@ -9,6 +9,7 @@ TensorBoard step axis has no gap and no repeat.
 import glob
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -149,8 +150,11 @@ def test_images_killed_mid_stage_resume_bit_identical(tmp_path):
     data = tmp_path / "images"
     write_image_folder(data, num_classes=3, per_class=12, size=32)
     recipe = write_recipe(tmp_path / "images.py", IMAGES.format(data=str(data)))
-    # Stage 2 runs steps 7-15; checkpoints at steps 4, 5 (validation), 9, 10, 13, ...: 12 lies between two.
-    run = _check_resume(tmp_path, recipe, 20, kill_at=12)
+    # Stage 2 runs steps 7-15; checkpoints at steps 4, 5 (validation), 9, 10, 13, ...: the
+    # kill comes at a random one of its other steps, between two checkpoints.
+    kill_at = random.choice([7, 8, 11, 12, 14, 15])
+    print(f"killed at step {kill_at}")  # shown when the test fails
+    run = _check_resume(tmp_path, recipe, 20, kill_at=kill_at)
     metrics = json.loads(open(os.path.join(run, "metrics.json")).read())
     assert [s["steps_run"] for s in metrics["stages"]] == [6, 9, 5]
 
