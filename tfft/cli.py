@@ -229,6 +229,85 @@ def _report(metrics, trainer):
     click.echo(f"tensorboard --logdir {logdir}")
 
 
+@main.command()
+@click.argument("run_dir", metavar="RUN")
+@click.option("--data", "data", required=True, metavar="PATH",
+              help="Labelled data of the run's modality: a class-per-folder tree (text: also CSV or JSON lines).")
+@click.option("--name", default=None, help="Folder under RUN/evaluations/ (default: from PATH).")
+@_user_errors
+def evaluate(run_dir, data, name):
+    """Score RUN's model on labelled data: metrics, confusion matrix, calibration and drift
+    against the run's validation, in RUN/evaluations/NAME/ and TensorBoard."""
+    from tfft.evaluate_run import evaluate_run, evaluation_name, per_class_table
+
+    report = evaluate_run(run_dir, data, name=name)
+    for line in per_class_table(report):
+        click.echo(line)
+    drift = report["drift"]
+    click.echo(f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f} "
+               f"on {report['num_examples']} examples")
+    if "class_prior_shift" in drift:
+        click.echo(f"drift from the run's validation: class prior shift {drift['class_prior_shift']:.3f}, "
+                   f"mean confidence {drift['mean_confidence_change']:+.3f}, "
+                   f"low-confidence share {drift['low_confidence_share_change']:+.3f}")
+    click.echo(f"wrote {os.path.join(run_dir, 'evaluations', name or evaluation_name(data))}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN")
+@click.option("--format", "export_format", type=click.Choice(["saved_model", "tflite"]), default="saved_model",
+              show_default=True, help="A SavedModel taking raw inputs, or TFLite.")
+@click.option("--out", "out", default=None, metavar="PATH",
+              help="Where to write (default RUN/export/saved_model or RUN/export/model.tflite).")
+@_user_errors
+def export(run_dir, export_format, out):
+    """Export RUN's model with its preprocessing: a SavedModel whose serving_default takes
+    raw inputs and returns probabilities, top_classes and top_names (labels.txt beside it),
+    or a TFLite model."""
+    from tfft.export import export_run
+
+    path = export_run(run_dir, format=export_format, out=out)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("source", metavar="RUN|EXPORT")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("--top-k", "k", default=3, show_default=True, type=click.IntRange(1), help="Classes listed per input.")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "jsonl"]), default="table",
+              show_default=True)
+@_user_errors
+def predict(source, inputs, k, output_format):
+    """Predict the classes of INPUT files and folders with a run's model or an export."""
+    import csv
+    import json
+
+    from tfft.predict import predict as run_predict
+
+    bars = []
+
+    def progress(done, total):  # a bar on a terminal, for inputs of more than one batch
+        if not bars:
+            bars.append(click.progressbar(length=total, label="predicting", file=sys.stderr))
+        bars[0].update(done - bars[0].pos)
+
+    rows = run_predict(source, inputs, k=k, progress=progress if sys.stderr.isatty() else None)
+    if bars:
+        bars[0].render_finish()
+    if output_format == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(dict(input=row["input"], top=[dict(label=c, probability=p) for c, p in row["top"]])))
+    elif output_format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["input"] + [f"{what}_{i}" for i in range(1, k + 1) for what in ("label", "probability")])
+        for row in rows:
+            writer.writerow([row["input"]] + [v for c, p in row["top"] for v in (c, f"{p:.6f}")])
+    else:
+        width = max(len(row["input"]) for row in rows)
+        for row in rows:
+            click.echo(f"{row['input']:<{width}}  " + "  ".join(f"{c} {p:.4f}" for c, p in row["top"]))
+
+
 @main.command("check-data")
 @click.argument("recipe_path", metavar="RECIPE")
 @_set_option

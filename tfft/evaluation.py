@@ -365,3 +365,94 @@ def write_json(path, obj):
         if os.path.exists(temp_path):
             os.remove(temp_path)
         raise
+
+
+def softmax(logits):
+    """Row-wise softmax of `[n, k]` logits, in float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def calibration(y_true, probabilities, bins=10):
+    """Expected calibration error and its reliability table over `bins` equal-width
+    confidence bins (Guo et al., 2017): `ece = sum_b |acc_b - conf_b| * n_b / n`.
+
+    Example:
+        >>> calibration([0, 1], [[0.9, 0.1], [0.6, 0.4]])["ece"]
+        0.35
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true).reshape(-1)
+    confidence = probabilities.max(axis=-1)
+    correct = (probabilities.argmax(axis=-1) == y_true).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        accuracy = float(correct[members].mean()) if count else 0.0
+        mean_confidence = float(confidence[members].mean()) if count else 0.0
+        ece += abs(accuracy - mean_confidence) * count / max(len(y_true), 1)
+        table.append(dict(low=float(edges[b]), high=float(edges[b + 1]), count=count, accuracy=accuracy,
+                          confidence=mean_confidence))
+    return dict(ece=float(ece), bins=table)
+
+
+# A prediction below this top-class probability counts as low-confidence in drift reports.
+LOW_CONFIDENCE = 0.5
+
+
+def prediction_profile(probabilities, class_names):
+    """What a set of predictions looks like without labels, to compare two data sets: the
+    share of each predicted class, the mean top-class probability and the share of
+    predictions below `LOW_CONFIDENCE`."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = probabilities.argmax(axis=-1)
+    confidence = probabilities.max(axis=-1)
+    n = max(len(predicted), 1)
+    return dict(
+        predicted_share={str(name): float(np.sum(predicted == i)) / n for i, name in enumerate(class_names)},
+        mean_confidence=float(confidence.mean()) if len(confidence) else 0.0,
+        low_confidence_share=float(np.mean(confidence < LOW_CONFIDENCE)) if len(confidence) else 0.0,
+    )
+
+
+def drift(reference, current):
+    """How `current` predictions moved from `reference` (both `prediction_profile`s): the
+    total variation distance between the predicted-class shares, and the changes of mean
+    confidence and of the low-confidence share."""
+    names = sorted(set(reference["predicted_share"]) | set(current["predicted_share"]))
+    distance = 0.5 * sum(abs(reference["predicted_share"].get(n, 0.0) - current["predicted_share"].get(n, 0.0))
+                         for n in names)
+    return dict(
+        class_prior_shift=float(distance),
+        mean_confidence_change=current["mean_confidence"] - reference["mean_confidence"],
+        low_confidence_share_change=current["low_confidence_share"] - reference["low_confidence_share"],
+        reference=reference,
+        current=current,
+    )
+
+
+def reliability_figure(bins, title="Reliability"):
+    """A reliability diagram (accuracy per confidence bin against the diagonal) as RGB."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.0, 5.0), dpi=100)
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    width = bins[0]["high"] - bins[0]["low"] if bins else 0.1
+    axes.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, color="tab:blue", label="accuracy")
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (top-class probability)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()

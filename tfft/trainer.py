@@ -669,6 +669,10 @@ class Trainer(StageLoop):
         else:
             y_true, y_pred = labels.reshape(-1).astype("int64"), np.argmax(logits, axis=-1)
             report = evaluation.classification_report(y_true, y_pred, names)
+            probabilities = evaluation.softmax(logits)
+            report["ece"] = evaluation.calibration(y_true, probabilities)["ece"]
+            # What `tfft evaluate` compares new data with, to report drift.
+            report["reference"] = evaluation.prediction_profile(probabilities, names)
             wrong = [(i, names[y_true[i]], names[y_pred[i]]) for i in np.flatnonzero(y_true != y_pred)]
         return report, wrong
 

@@ -310,6 +310,30 @@ class TensorBoardLogger(keras.callbacks.Callback):
                             step=0)
         self.flush()
 
+    def log_evaluation(self, run, report, confusion, reliability, table=""):
+        """Writes a `tfft evaluate` report as its own run (`evaluation-<name>`): accuracy,
+        macro F1, ECE and drift as scalars at step 0, the confusion matrix and reliability
+        diagram as images, and the per-class table as text.
+
+        Args:
+            run: the TensorBoard run name.
+            report: the evaluation's `metrics.json` dict.
+            confusion: the confusion-matrix image (`[h, w, 3]` uint8).
+            reliability: the reliability-diagram image.
+            table: the per-class table, as text.
+        """
+        scalars = {f"evaluation/{k}": report[k] for k in ("accuracy", "macro_f1", "ece") if k in report}
+        drift = report.get("drift", {})
+        scalars.update({f"drift/{k}": v for k, v in drift.items() if isinstance(v, float)})
+        with self._writer(run).as_default(step=0):
+            for tag, value in scalars.items():
+                tf.summary.scalar(tag, value)
+            tf.summary.image("evaluation/confusion_matrix", confusion[np.newaxis], max_outputs=1)
+            tf.summary.image("evaluation/reliability", reliability[np.newaxis], max_outputs=1)
+            if table:
+                tf.summary.text("evaluation/per_class", "```\n" + table + "\n```")
+        self.flush()
+
     def log_text(self, tag, markdown, step=None):
         """Writes a markdown text summary to the `train` run.
 

@@ -88,6 +88,11 @@ class Modality:
         `tfft.callbacks.examples`)."""
         raise NotImplementedError
 
+    def serving(self, recipe, backbone):
+        """How an exported model takes raw inputs: a `Serving` (see `tfft.export`), or
+        None when this modality cannot be exported yet."""
+        return None
+
     def tune_candidates(self, base):
         """Candidates of `schedule.kind="auto"` that only this modality has, as
         `(name, overrides, why)` tuples on top of the `base` overrides."""

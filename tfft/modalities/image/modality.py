@@ -88,6 +88,32 @@ class ImageModality(Modality):
         images = np.stack([np.asarray(x, "float32") for x in raw]) / 255.0
         logger.log_examples(tag, images=np.clip(images, 0, 1), text=misclassified_table(labels, total))
 
+    def serving(self, recipe, backbone):
+        """Encoded image bytes (JPEG, PNG, BMP, GIF's first frame) for the SavedModel; RGB
+        pixels in 0-255 at the training size for TFLite. Both are decoded, resized and
+        preprocessed exactly as the validation pipeline does."""
+        import tensorflow as tf
+
+        from tfft.export import Serving
+        from tfft.modalities.image.pipeline import IMAGE_EXTENSIONS, decode_and_resize
+
+        size = _size(recipe.data.image_size or backbone.image_size or recipe.backbone.input_size)
+        preprocess = backbone.preprocess or (lambda x: x)
+
+        def from_bytes(image_bytes):
+            images = tf.map_fn(lambda b: decode_and_resize(b, size), image_bytes,
+                               fn_output_signature=tf.TensorSpec(size + (3,), tf.float32))
+            return preprocess(images)
+
+        return Serving(
+            signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+            features=from_bytes,
+            lite_signature=[tf.TensorSpec([None, size[0], size[1], 3], tf.float32, name="pixels")],
+            lite_features=preprocess,
+            extensions=IMAGE_EXTENSIONS,
+            read=tf.io.read_file,
+        )
+
     def tune_candidates(self, base):
         return augment_candidates(base)
 
@@ -100,3 +126,7 @@ def augment_candidates(base):
         ("no_augment", dict(base, **{"data.augment": {}}),
          "no augmentation, when the training examples already look like the rest"),
     ]
+
+
+def _size(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (int(value), int(value))

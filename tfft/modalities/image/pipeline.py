@@ -178,11 +178,19 @@ def _check_classes_left(labels, class_names, source):
                         f"example left. Received: {source}")
 
 
+def decode_and_resize(contents, size):
+    """Encoded image bytes to float32 RGB in 0-255 at `size`: what the pipelines and an
+    exported model both do with a file."""
+    # expand_animations=False returns a GIF's first frame as a 3-D image, so GIFs batch
+    # with everything else; channels=3 turns grayscale and RGBA into RGB.
+    image = tf.image.resize(tf.io.decode_image(contents, channels=3, expand_animations=False), size)
+    image.set_shape((size[0], size[1], 3))
+    return image
+
+
 def _load(ds, size):
     def load(path, label):
-        image = tf.image.resize(_decode(path), size)
-        image.set_shape((size[0], size[1], 3))
-        return image, label
+        return decode_and_resize(tf.io.read_file(path), size), label
 
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -1,0 +1,146 @@
+"""`tfft evaluate RUN --data PATH`: score a finished run's model on a labelled data set.
+
+The data go through the run's own pipeline (its recipe, modality and preprocessing), with
+no augmentation and in a fixed order. The results land in `RUN/evaluations/<name>/`:
+`metrics.json` (accuracy, macro and per-class precision, recall and F1, the confusion
+matrix, the expected calibration error with its reliability table, and drift against the
+run's validation predictions), `confusion_matrix.png` and `reliability.png`; the same
+figures go to TensorBoard as the run `evaluation-<name>`.
+
+Example:
+    >>> report = evaluate_run("runs/mri", "~/mri/test")
+    >>> report["accuracy"], report["drift"]["class_prior_shift"]
+"""
+
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+
+from tfft import evaluation
+from tfft.errors import DataError, TfftError
+
+
+def evaluation_name(data):
+    """The folder name of an evaluation of `data`: its last path part, made safe."""
+    base = os.path.basename(os.path.normpath(os.path.expanduser(str(data)))) or "data"
+    return re.sub(r"[^\w.-]+", "_", os.path.splitext(base)[0] if os.path.isfile(os.path.expanduser(str(data))) else base)
+
+
+def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
+    """Evaluate `RUN/model.keras` on the labelled `data`; return the report it writes.
+
+    Args:
+        run_dir: a finished run directory (`metrics.json`, `model.keras`, `recipe.json`).
+        data: what the run's modality reads as labelled data: a class-per-folder tree, or
+            for text also a CSV or JSON-lines file with the run's columns.
+        name: the evaluation's folder name under `RUN/evaluations/` (default: from `data`).
+        batch_size: examples per batch (default: the run's `data.batch_size`).
+
+    Raises:
+        TfftError: not a finished run, data the modality cannot read, labels the run does
+            not know (named).
+    """
+    import keras
+
+    import tfft  # noqa: F401  (registers tfft's layers for text models)
+    from tfft.model_file import read_metadata
+    from tfft.recipe import recipe_from_run
+    from tfft.trainer import Trainer
+
+    run_dir = os.path.expanduser(str(run_dir))
+    model_path = os.path.join(run_dir, "model.keras")
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(model_path) or not os.path.isfile(metrics_path):
+        raise TfftError(f"{run_dir} holds no finished run (no model.keras and metrics.json): "
+                        "train it with tfft run, or finish it with tfft resume.")
+    with open(metrics_path, encoding="utf-8") as file:
+        trained = json.load(file)
+    recipe = recipe_from_run(run_dir)
+    if recipe.data.multi_label:
+        raise TfftError("tfft evaluate scores single-label runs; this run is multi-label (data.multi_label=True).")
+    metadata = read_metadata(model_path) or {}
+    run_classes = list(metadata.get("class_names") or trained.get("class_names") or [])
+    recipe = dataclasses.replace(recipe, data=_data_config(recipe.data, data, batch_size))
+    # The run's own trainer class builds the pipeline, so a recipe's `build_backbone` or
+    # `build_datasets` hook preprocesses as it did in training; the backbone is only built
+    # for its preprocessing (no weights are loaded).
+    trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, verbose=0, dry_run=True, save=False)
+    trainer.backbone = trainer.build_backbone()
+    datasets = trainer.build_datasets()
+    unknown = [c for c in datasets.class_names if c not in run_classes]
+    if unknown:
+        raise DataError(f"{data} holds labels the run was not trained on: {unknown}. The run's classes: {run_classes}")
+    to_run = np.array([run_classes.index(c) for c in datasets.class_names])
+    model = keras.models.load_model(model_path)
+    labels, logits = evaluation.predict_outputs(model, datasets.validation)
+    y_true = to_run[labels.reshape(-1).astype("int64")]
+    probabilities = evaluation.softmax(logits)
+    report = evaluation.classification_report(y_true, probabilities.argmax(axis=-1), run_classes)
+    calibration = evaluation.calibration(y_true, probabilities)
+    report["ece"] = calibration["ece"]
+    report["reliability"] = calibration["bins"]
+    current = evaluation.prediction_profile(probabilities, run_classes)
+    report["drift"] = (evaluation.drift(trained["reference"], current) if "reference" in trained else
+                       dict(current=current, note="the run's metrics.json holds no validation reference"))
+    report["data"] = str(data)
+    report["split"] = "evaluation"
+    name = name or evaluation_name(data)
+    out = os.path.join(run_dir, "evaluations", name)
+    _write(out, report, run_dir, name)
+    return report
+
+
+def _data_config(config, data, batch_size):
+    """The run's `data` section with `data` as the only source, every example in the
+    validation split (read twice over is cheaper than a second pipeline), no augmentation."""
+    path = os.path.expanduser(str(data))
+    if not os.path.exists(path):
+        raise DataError(f"Evaluation data not found: {data}")
+    sources = dict(path=None, manifest=None, validation_path=path)
+    if os.path.isdir(path):
+        sources["path"] = path
+    elif config.kind == "text" and path.endswith(".csv"):
+        sources["manifest"] = path
+    elif config.kind == "text" and path.endswith((".jsonl", ".json")):
+        sources["jsonl"] = path
+    else:
+        raise DataError(f"tfft evaluate reads a class-per-folder tree for {config.kind} data"
+                        + (", or a CSV or JSON-lines file" if config.kind == "text" else "") + f". Received: {data}")
+    changes = dict(sources, holdout=None, synthetic=None, verify=False, cache=False, on_error="raise",
+                   class_weights=None, batch_size=batch_size or config.batch_size)
+    if config.kind == "text":
+        changes.update(tfds=None, jsonl=sources.get("jsonl"))
+    else:
+        changes["augment"] = {}
+    return dataclasses.replace(config, **changes)
+
+
+def _write(out, report, run_dir, name):
+    import tensorflow as tf
+
+    from tfft.callbacks.tensorboard import TensorBoardLogger
+
+    os.makedirs(out, exist_ok=True)
+    confusion = evaluation.confusion_matrix_figure(np.asarray(report["confusion_matrix"]), report["class_names"],
+                                                   f"Confusion matrix: {name}")
+    reliability = evaluation.reliability_figure(report["reliability"], f"Reliability: {name} (ECE {report['ece']:.3f})")
+    for file, image in (("confusion_matrix.png", confusion), ("reliability.png", reliability)):
+        tf.io.write_file(os.path.join(out, file), tf.io.encode_png(image))
+    evaluation.write_json(os.path.join(out, "metrics.json"), report)
+    logger = TensorBoardLogger(os.path.join(run_dir, "tensorboard"))
+    logger.log_evaluation(f"evaluation-{name}", report, confusion, reliability, "\n".join(per_class_table(report)))
+    logger.close()
+
+
+def per_class_table(report):
+    """The per-class precision, recall, F1 and support as aligned text lines."""
+    width = max([len("class")] + [len(n) for n in report["per_class"]])
+    lines = [f"{'class':<{width}}  precision  recall     f1  support"]
+    for cls, row in report["per_class"].items():
+        lines.append(f"{cls:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:5.4f}  {row['support']:7d}")
+    lines.append(f"{'macro':<{width}}  {report['macro_precision']:9.4f}  {report['macro_recall']:6.4f}  "
+                 f"{report['macro_f1']:5.4f}  {report['num_examples']:7d}")
+    return lines
