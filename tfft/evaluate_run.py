@@ -69,6 +69,7 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
     # for its preprocessing (no weights are loaded).
     trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, verbose=0, dry_run=True, save=False)
     trainer.backbone = trainer.build_backbone()
+    trainer.statistics = metadata.get("statistics")  # normalise as in training, not by this data
     datasets = trainer.build_datasets()
     unknown = [c for c in datasets.class_names if c not in run_classes]
     if unknown:
@@ -99,22 +100,12 @@ def _data_config(config, data, batch_size):
     path = os.path.expanduser(str(data))
     if not os.path.exists(path):
         raise DataError(f"Evaluation data not found: {data}")
-    sources = dict(path=None, manifest=None, validation_path=path)
-    if os.path.isdir(path):
-        sources["path"] = path
-    elif config.kind == "text" and path.endswith(".csv"):
-        sources["manifest"] = path
-    elif config.kind == "text" and path.endswith((".jsonl", ".json")):
-        sources["jsonl"] = path
-    else:
-        raise DataError(f"tfft evaluate reads a class-per-folder tree for {config.kind} data"
-                        + (", or a CSV or JSON-lines file" if config.kind == "text" else "") + f". Received: {data}")
+    from tfft.modalities import get
+
+    sources = dict(path=None, manifest=None, jsonl=None, tfds=None, validation_path=path)
+    sources.update(get(config.kind).labelled_source(path, str(data)))
     changes = dict(sources, holdout=None, synthetic=None, verify=False, cache=False, on_error="raise",
-                   class_weights=None, batch_size=batch_size or config.batch_size)
-    if config.kind == "text":
-        changes.update(tfds=None, jsonl=sources.get("jsonl"))
-    else:
-        changes["augment"] = {}
+                   class_weights=None, augment={}, batch_size=batch_size or config.batch_size)
     return dataclasses.replace(config, **changes)
 
 

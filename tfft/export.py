@@ -38,6 +38,9 @@ class Serving:
         lite_refusal: why TFLite is not offered, for the error.
         extensions: the file suffixes `tfft predict` reads from a folder.
         read: a TF function from a file path to one raw input (`tfft predict`).
+        file_features: the function of a batch of `read` results (default `features`).
+        file_signature: the exported signature that takes file contents.
+        extra: more signatures of the SavedModel, `{name: (input specs, features)}`.
     """
 
     signature: list
@@ -47,6 +50,9 @@ class Serving:
     lite_refusal: str = ""
     extensions: tuple = ()
     read: Optional[Callable] = None
+    file_features: Optional[Callable] = None
+    file_signature: str = "serving_default"
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
 def export_run(run_dir, format="saved_model", out=None, verbose=0):
@@ -76,6 +82,8 @@ def export_run(run_dir, format="saved_model", out=None, verbose=0):
         archive.track(model)
         archive.add_endpoint("serving_default", lambda *inputs: outputs(serving.features(*inputs)),
                              input_signature=serving.signature)
+        for name, (signature, features) in serving.extra.items():
+            archive.add_endpoint(name, _endpoint(outputs, features), input_signature=signature)
         staging = _staging(out)
         archive.write_out(staging, verbose=bool(verbose))
         with open(os.path.join(staging, "labels.txt"), "w", encoding="utf-8") as file:
@@ -104,6 +112,10 @@ def export_run(run_dir, format="saved_model", out=None, verbose=0):
     with open(os.path.join(os.path.dirname(os.path.abspath(out)), "labels.txt"), "w", encoding="utf-8") as file:
         file.write("".join(f"{name}\n" for name in class_names))
     return out
+
+
+def _endpoint(outputs, features):
+    return lambda *inputs: outputs(features(*inputs))
 
 
 def output_function(model, class_names, k=TOP_K):
@@ -142,7 +154,7 @@ def load_run_serving(run_dir):
     metadata = read_metadata(model_path) or {}
     class_names = metadata.get("class_names") or _class_names(run_dir)
     trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, verbose=0, dry_run=True, save=False)
-    serving = get(recipe.data.kind).serving(recipe, trainer.build_backbone())
+    serving = get(recipe.data.kind).serving(recipe, trainer.build_backbone(), metadata)
     if serving is None:
         raise TfftError(f"tfft does not serve {recipe.data.kind} models yet: export and predict take image runs.")
     return recipe, serving, keras.models.load_model(model_path), list(class_names)

@@ -38,17 +38,20 @@ def predict(source, inputs, k=3, batch_size=BATCH, progress=None):
     import tensorflow as tf
 
     if is_export(source):
-        served = tf.saved_model.load(os.path.expanduser(str(source))).signatures["serving_default"]
+        loaded = tf.saved_model.load(os.path.expanduser(str(source)))
+        served = loaded.signatures.get("serving_wav") or loaded.signatures["serving_default"]
         (argument, spec), = served.structured_input_signature[1].items()
         if spec.dtype != tf.string:
             raise TfftError(f"{source} takes {spec.dtype.name} inputs, not files.")
-        extensions, read = (".jpg", ".jpeg", ".png", ".bmp", ".gif"), tf.io.read_file
+        extensions = (".wav",) if argument == "wav_bytes" else (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+        read = tf.io.read_file
         call = lambda batch: served(**{argument: batch})  # noqa: E731
     else:
         from tfft.export import load_run_serving, output_function
 
         _, serving, model, class_names = load_run_serving(source)
-        outputs = tf.function(lambda batch: output_function(model, class_names, k=max(k, 1))(serving.features(batch)))
+        features = serving.file_features or serving.features
+        outputs = tf.function(lambda batch: output_function(model, class_names, k=max(k, 1))(features(batch)))
         extensions, read, call = serving.extensions, serving.read, outputs
     files = list_inputs(inputs, extensions)
     rows = []

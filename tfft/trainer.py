@@ -121,6 +121,9 @@ class Trainer(StageLoop):
         self.strategy = None
         self.backbone = None
         self.datasets = None
+        # Normalisation statistics of a trained model to use instead of computing them from
+        # the training split (`Datasets.statistics`; `tfft evaluate` sets them).
+        self.statistics = None
         self.model = None
         self.groups = None
         self.stages = None
@@ -170,7 +173,8 @@ class Trainer(StageLoop):
         `self.backbone` is built already: its preprocessing and input size are used.
         """
         return datasets_from_recipe(
-            self.recipe.data, self.backbone, self.recipe.backbone.input_size, dry_run=self.dry_run, verbose=self.verbose
+            self.recipe.data, self.backbone, self.recipe.backbone.input_size, dry_run=self.dry_run, verbose=self.verbose,
+            statistics=self.statistics,
         )
 
     def build_head(self, features):
@@ -749,6 +753,8 @@ class Trainer(StageLoop):
             family=self.backbone.family,
             groups=[(g.name, g.layers[0].name) for g in self.groups if g.name != HEAD and g.layers],
             input_shape=list(shape[1:]) if isinstance(shape, tuple) else None,
+            statistics=self.datasets.statistics,
+            **modalities.get(self.recipe.data.kind).model_metadata(self.recipe, self.datasets),
         )
 
     @property

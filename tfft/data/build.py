@@ -18,7 +18,7 @@ def expand(path):
     return os.path.expanduser(path) if isinstance(path, str) else path
 
 
-def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0):
+def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0, statistics=None):
     """Return the `Datasets` that `config` (a `DataConfig`) describes; errors name recipe keys.
 
     Args:
@@ -27,9 +27,10 @@ def datasets_from_recipe(config, backbone, input_size, dry_run=False, verbose=0)
         input_size: the backbone's input size (images).
         dry_run: list the data without decoding every file.
         verbose: say where generated data comes from.
+        statistics: `Datasets.statistics` of a trained model to normalise with.
     """
     try:
-        return _datasets(config, backbone, input_size, dry_run, verbose)
+        return _datasets(config, backbone, input_size, dry_run, verbose, statistics)
     except DataError as error:
         raise DataError(recipe_keys(str(error))) from None
 
@@ -55,7 +56,7 @@ def recipe_keys(message):
     return re.sub(rf"(?<![\w.-])({fields})=", lambda m: f"data.{_RENAMED.get(m.group(1), m.group(1))}=", message)
 
 
-def _datasets(config, backbone, input_size, dry_run, verbose):
+def _datasets(config, backbone, input_size, dry_run, verbose, statistics):
     modality = modalities.get(config.kind)
     sources = dict(path=config.path, manifest=config.manifest, validation_path=config.validation_path)
     if all(getattr(config, key) is None for key in modality.sources):
@@ -69,7 +70,7 @@ def _datasets(config, backbone, input_size, dry_run, verbose):
                 f"Received: data.synthetic={config.synthetic!r}"
             )
         sources.update(modality.demo_set(config, input_size, verbose))
-    return modality.datasets(config, backbone, input_size, dry_run=dry_run, sources=sources)
+    return modality.datasets(config, backbone, input_size, dry_run=dry_run, sources=sources, statistics=statistics)
 
 
 def say_demo(verbose, name, directory):

@@ -33,6 +33,8 @@ class Datasets:
             (`data.on_error="skip"`).
         items: `{"train": [(file or text, label)], "validation": [...]}` as listed, for
             `tfft check-data`.
+        statistics: what the pipeline computed from the training split and an exported
+            model needs (audio `normalize="dataset"`: per-band `mean` and `std`), or None.
 
     Example:
         >>> ds = Datasets(train_epoch, val, ["cat", "dog"], None, 80, 20, batch_size=16)
@@ -54,6 +56,7 @@ class Datasets:
     prime: Optional[Callable] = None
     skipped: list = dataclasses.field(default_factory=list)
     items: dict = dataclasses.field(default_factory=dict)
+    statistics: Optional[dict] = None
 
     @property
     def num_classes(self):

@@ -65,7 +65,7 @@ class Modality:
         `input_size` is `backbone.input_size` of the recipe."""
         return backbone
 
-    def datasets(self, config, backbone, input_size, dry_run=False, sources=None):
+    def datasets(self, config, backbone, input_size, dry_run=False, sources=None, statistics=None):
         """Return the `Datasets` that `config` (the `data` section) describes.
 
         Args:
@@ -75,6 +75,8 @@ class Modality:
             dry_run: list the data without decoding every file.
             sources: the data sources to read, `{"path": ..., "manifest": ...,
                 "validation_path": ...}` after the demo set filled them in.
+            statistics: `Datasets.statistics` of a trained model, to use instead of
+                computing them from this training split (`tfft evaluate`).
         """
         raise NotImplementedError
 
@@ -88,9 +90,23 @@ class Modality:
         `tfft.callbacks.examples`)."""
         raise NotImplementedError
 
-    def serving(self, recipe, backbone):
+    def labelled_source(self, path, given):
+        """The `data` source key a labelled data set at `path` goes to (`tfft evaluate`):
+        a class-per-folder tree; `given` is the path as the user wrote it, for the error."""
+        import os
+
+        if os.path.isdir(path):
+            return dict(path=path)
+        raise DataError(f"tfft evaluate reads a class-per-folder tree for {self.name} data. Received: {given}")
+
+    def model_metadata(self, recipe, datasets):
+        """What this modality adds to `model.keras`'s `tfft.json`: what turns a raw input
+        into the model's input (feature settings, statistics of the training split)."""
+        return {}
+
+    def serving(self, recipe, backbone, metadata):
         """How an exported model takes raw inputs: a `Serving` (see `tfft.export`), or
-        None when this modality cannot be exported yet."""
+        None when this modality cannot be exported yet. `metadata` is the `tfft.json`."""
         return None
 
     def tune_candidates(self, base):

@@ -142,7 +142,8 @@ def log_mel(
         upper_edge_hertz=float(f_max if f_max is not None else sample_rate / 2),
     )
     mel = tf.matmul(tf.abs(stft), weights)
-    return tf.math.log(mel + _LOG_OFFSET)[..., tf.newaxis]
+    # expand_dims rather than `[..., tf.newaxis]`, whose strided slice TFLite cannot take.
+    return tf.expand_dims(tf.math.log(mel + _LOG_OFFSET), -1)
 
 
 def _normalize_example(spectrogram):

@@ -69,7 +69,7 @@ class AudioModality(Modality):
             backbone.preprocess = None
         return backbone
 
-    def datasets(self, config, backbone, input_size, dry_run=False, sources=None):
+    def datasets(self, config, backbone, input_size, dry_run=False, sources=None, statistics=None):
         from tfft.data.build import expand
         from tfft.modalities.audio.pipeline import audio_datasets
 
@@ -95,6 +95,7 @@ class AudioModality(Modality):
             preprocess=backbone.preprocess,
             holdout=config.holdout,
             on_error=config.on_error if not dry_run else "raise",
+            statistics=statistics,
         )
 
     def demo_set(self, config, input_size, verbose=0):
@@ -115,6 +116,57 @@ class AudioModality(Modality):
         clips = np.stack([np.asarray(x, "float32") for x in raw])
         logger.log_examples(tag, images=spectrogram_images(features.log_mel(clips)), audio=np.clip(clips, -1, 1),
                             sample_rate=features.sample_rate, text=misclassified_table(labels, total))
+
+    def model_metadata(self, recipe, datasets):
+        features = self.features(recipe.data)
+        return dict(audio=dict(sample_rate=features.sample_rate, duration=features.duration, n_fft=features.n_fft,
+                               hop_length=features.hop_length, n_mels=features.n_mels, f_min=features.f_min,
+                               f_max=features.f_max, normalize=recipe.data.normalize))
+
+    def serving(self, recipe, backbone, metadata):
+        """The SavedModel takes float waveforms `[n, samples]` in [-1, 1] with their
+        `sample_rate` (any of `SAMPLE_RATES`), and has a second signature `serving_wav` for
+        WAV bytes (16-bit PCM, channels averaged); TFLite takes waveforms at the training
+        rate. Each is cropped or padded, turned into log-mel spectrograms and normalised
+        as the validation pipeline does, with the statistics saved in `model.keras`."""
+        import tensorflow as tf
+
+        from tfft.errors import TfftError
+        from tfft.export import Serving
+        from tfft.modalities.audio import serving
+
+        features = self.features(recipe.data)
+        statistics = (metadata or {}).get("statistics")
+        if recipe.data.normalize == "dataset" and not statistics:
+            raise TfftError("This model.keras holds no normalisation statistics (data.normalize='dataset'): "
+                            "train it again with this version of tfft to export it.")
+        spectrograms = serving.spectrogram_function(features, recipe.data.normalize, statistics, backbone.preprocess)
+        target = features.sample_rate
+
+        def from_waveforms(waveform, sample_rate):
+            resampled = tf.map_fn(lambda w: serving.resample_to(w, sample_rate, target), waveform,
+                                  fn_output_signature=tf.TensorSpec([None], tf.float32))
+            return spectrograms(resampled)
+
+        def from_wav(wav_bytes):
+            def one(contents):
+                audio, rate = tf.audio.decode_wav(contents)
+                return spectrograms(serving.resample_to(tf.reduce_mean(audio, axis=-1), rate, target)[None])[0]
+
+            return tf.map_fn(one, wav_bytes, fn_output_signature=tf.TensorSpec(features.shape, tf.float32))
+
+        return Serving(
+            signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
+                       tf.TensorSpec([], tf.int32, name="sample_rate")],
+            features=from_waveforms,
+            lite_signature=[tf.TensorSpec([None, features.samples], tf.float32, name="waveform")],
+            lite_features=lambda waveform: spectrograms(waveform, crop=False),
+            extra={"serving_wav": ([tf.TensorSpec([None], tf.string, name="wav_bytes")], from_wav)},
+            extensions=(".wav",),
+            read=tf.io.read_file,
+            file_features=from_wav,
+            file_signature="serving_wav",
+        )
 
     def tune_candidates(self, base):
         return augment_candidates(base)

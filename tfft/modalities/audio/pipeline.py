@@ -13,6 +13,8 @@ normalisation in `tfft/modalities/audio/features.py`, and augmentation in
 
 import numbers
 
+import numpy as np
+
 import tensorflow as tf
 
 from tfft.data import sources
@@ -119,6 +121,7 @@ def audio_datasets(
     shuffle_buffer=10000,
     holdout=None,
     on_error="raise",
+    statistics=None,
 ):
     """Build training and validation datasets of log-mel spectrograms from WAV clips.
 
@@ -139,6 +142,9 @@ def audio_datasets(
         normalize: `"example"` scales each spectrogram to mean 0 and std 1; `"dataset"`
             scales each mel band with the mean and std of the training split (centre
             crops, before augmentation, computed once); None keeps raw log-mel values.
+        statistics: with `normalize="dataset"`, the per-band `mean` and `std` to use instead
+            of computing them (those a trained model was normalised with:
+            `Datasets.statistics`, saved in its `model.keras`).
         augment: None, True or a dict with keys of `DEFAULT_AUGMENT`, e.g.
             `dict(time_mask=2, time_mask_width=10, noise_snr_db=20, gain_db=6)` (no noise by default); see
             `AudioAugment`. Masked bins are set to 0, the mean after normalisation.
@@ -221,7 +227,12 @@ def audio_datasets(
         centred = train_waves.map(
             lambda x, y: crop_or_pad(x, length), num_parallel_calls=tf.data.AUTOTUNE
         )
-        mean, std = _dataset_statistics(centred, features, batch_size)
+        if statistics is not None:
+            shape = (1, 1, features.n_mels, 1)
+            mean = tf.constant(np.reshape(statistics["mean"], shape), tf.float32)
+            std = tf.constant(np.reshape(statistics["std"], shape), tf.float32)
+        else:
+            mean, std = _dataset_statistics(centred, features, batch_size)
 
     def to_features(waveforms, labels, time_keep=None, freq_keep=None):
         spectrogram = features.log_mel(waveforms)
@@ -278,8 +289,11 @@ def audio_datasets(
             lambda x, y: (crop_or_pad(x, length), y), num_parallel_calls=tf.data.AUTOTUNE
         )
 
-    return finish_datasets(
+    datasets = finish_datasets(
         train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
         validation_examples, batch_size, prime=filled(cache, train_waves), skipped=skipped,
         items=dict(train=list(zip(train_paths, train_labels)), validation=list(zip(val_paths, val_labels))),
     )
+    if normalize == "dataset":
+        datasets.statistics = dict(mean=mean.numpy().reshape(-1).tolist(), std=std.numpy().reshape(-1).tolist())
+    return datasets

@@ -51,7 +51,7 @@ class ImageModality(Modality):
                     f"(a .keras backbone brings its input size) or set it to {fixed[0]}.")
         return backbone
 
-    def datasets(self, config, backbone, input_size, dry_run=False, sources=None):
+    def datasets(self, config, backbone, input_size, dry_run=False, sources=None, statistics=None):
         from tfft.data.build import expand
         from tfft.modalities.image.pipeline import image_datasets
 
@@ -88,7 +88,7 @@ class ImageModality(Modality):
         images = np.stack([np.asarray(x, "float32") for x in raw]) / 255.0
         logger.log_examples(tag, images=np.clip(images, 0, 1), text=misclassified_table(labels, total))
 
-    def serving(self, recipe, backbone):
+    def serving(self, recipe, backbone, metadata):
         """Encoded image bytes (JPEG, PNG, BMP, GIF's first frame) for the SavedModel; RGB
         pixels in 0-255 at the training size for TFLite. Both are decoded, resized and
         preprocessed exactly as the validation pipeline does."""

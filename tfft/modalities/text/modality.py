@@ -23,12 +23,22 @@ class TextModality(Modality):
         return build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling,
                                   load_weights=load_weights)
 
+    def labelled_source(self, path, given):
+        if os.path.isdir(path):
+            return dict(path=path)
+        if path.endswith(".csv"):
+            return dict(manifest=path)
+        if path.endswith((".jsonl", ".json")):
+            return dict(jsonl=path)
+        raise DataError(f"tfft evaluate reads a class-per-folder tree, a CSV or a JSON-lines file for text data. "
+                        f"Received: {given}")
+
     def resolve_augment(self, augment):
         if augment:
             raise DataError(f"Text data has no augmentation: leave data.augment unset. Received: data.augment={augment!r}")
         return None
 
-    def datasets(self, config, backbone, input_size, dry_run=False, sources=None):
+    def datasets(self, config, backbone, input_size, dry_run=False, sources=None, statistics=None):
         from tfft.data.build import expand
         from tfft.modalities.text.pipeline import text_datasets
 
