@@ -129,3 +129,15 @@ def test_tune_searches_the_tune_section_then_trains_the_best(folders, tmp_path):
 def test_tune_section_errors(space, message):
     with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)")):
         tuning.parse_space(space)
+
+
+def test_trials_keep_the_recipes_proportions():
+    from tfft.schedules import ScheduleConfig
+    from tfft.tuning import trial_lengths
+
+    # The shipped image recipe: a 3-epoch head (12 steps an epoch) in a 144-step run, trials of 24 steps.
+    lengths = trial_lengths(ScheduleConfig(head_epochs=3, epochs=12), 12, 144, 24)
+    assert lengths == {"schedule.steps": 24, "schedule.epochs": None, "schedule.head_steps": 6,
+                       "schedule.head_epochs": None}
+    assert trial_lengths(ScheduleConfig(stage_steps=50), 10, 400, 40)["schedule.stage_steps"] == 5
+    assert trial_lengths(ScheduleConfig(), 10, 400, 40) == {"schedule.steps": 40, "schedule.epochs": None}

@@ -73,8 +73,8 @@ def run_budget(trainer):
 
 
 def probe(recipe, trainer_class, values=None):
-    """A dry-run trainer on the held-out fold's data (the validation split is not read) and
-    the steps the full run would take on the whole training split."""
+    """A dry-run trainer on the held-out fold's data (the validation split is not read), the
+    steps the full run would take on the whole training split, and its steps per epoch."""
     from tfft.schedules import build_stages
 
     overrides = dict(values or {}, **{"data.holdout": HOLDOUT})
@@ -84,14 +84,28 @@ def probe(recipe, trainer_class, values=None):
     # The fold and the rest are the whole training split again.
     per_epoch = math.ceil((data.num_train + data.num_validation) / data.batch_size)
     stages = build_stages(trainer._resolved_schedule(), trainer.group_names, per_epoch)
-    return trainer, sum(stage.steps for stage in stages)
+    return trainer, sum(stage.steps for stage in stages), per_epoch
 
 
-def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDOUT):
+def trial_lengths(schedule, per_epoch, full, steps):
+    """Overrides that fit the recipe's schedule into a trial of `steps` steps, keeping its
+    proportions: a head of 3 epochs out of a 400-step run becomes 3/400 of the trial
+    (a trial's `schedule.steps` alone would leave the head longer than the whole trial)."""
+    lengths = {"schedule.steps": steps, "schedule.epochs": None}
+    for part in ("head", "stage"):
+        given = getattr(schedule, f"{part}_steps") or (getattr(schedule, f"{part}_epochs") or 0) * per_epoch
+        if given:
+            lengths[f"schedule.{part}_steps"] = max(1, round(given * steps / full))
+            lengths[f"schedule.{part}_epochs"] = None
+    return lengths
+
+
+def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDOUT, lengths=None):
     """Train `recipe` with `values` for `steps` on the training split minus its held-out
     fold; return a `TrialResult` scored on that fold, and the rates the learning-rate finder
     chose (`{"schedule.finetune_lr": 3e-4}`)."""
-    trial = recipe.with_overrides(as_overrides(dict(values, **{"data.holdout": holdout, "schedule.steps": steps})))
+    lengths = dict(lengths or {"schedule.steps": steps})
+    trial = recipe.with_overrides(as_overrides(dict(lengths, **values, **{"data.holdout": holdout})))
     trainer = trainer_class(trial, out_dir=out_dir, overwrite=True, verbose=0, save=False)
     start = time.perf_counter()
     tf_logger = logging.getLogger("tensorflow")
@@ -157,11 +171,12 @@ def _choose(results):
 class _Search:
     """Runs candidates through a KerasTuner oracle and keeps every result."""
 
-    def __init__(self, recipe, trainer_class, out_dir, steps):
+    def __init__(self, recipe, trainer_class, out_dir, steps, lengths=None):
         self.recipe = recipe
         self.trainer_class = trainer_class
         self.out_dir = out_dir
         self.steps = steps
+        self.lengths = lengths
         self.results = []
         self.found = {}  # the rates the first trial's finder chose, as recipe values
 
@@ -175,7 +190,8 @@ class _Search:
                 name, values = values_of(trial.hyperparameters)
                 out = os.path.join(search.out_dir, "search", f"{len(search.results):02d}_{name}")
                 try:
-                    result, found = score_candidate(search.recipe, values, search.steps, search.trainer_class, out)
+                    result, found = score_candidate(search.recipe, values, search.steps, search.trainer_class, out,
+                                                    lengths=search.lengths)
                     if not search.results:
                         search.found = found
                 except TfftError as error:
@@ -213,7 +229,7 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
     """
     import keras_tuner
 
-    probed, full = probe(recipe, trainer_class, recommended_schedule())
+    probed, full, per_epoch = probe(recipe, trainer_class, recommended_schedule())
     if before is not None:
         before()
     candidates = auto_candidates(recipe, probed)
@@ -227,7 +243,7 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
     hp.Choice("candidate", [c.name for c in candidates])
     oracle = keras_tuner.oracles.GridSearchOracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
                                                   max_trials=len(candidates), hyperparameters=hp)
-    search = _Search(recipe, trainer_class, out_dir, steps)
+    search = _Search(recipe, trainer_class, out_dir, steps, trial_lengths(recipe.schedule, per_epoch, full, steps))
 
     def values_of(hyperparameters):
         candidate = by_name[hyperparameters.get("candidate")]
@@ -282,7 +298,7 @@ def run_tune(recipe, trainer_class, out_dir, trials, oracle="random", steps=None
     space = parse_space(recipe.tune)
     if trials < 1:
         raise RecipeError(f"--trials must be at least 1. Received: --trials {trials}")
-    _, full = probe(recipe, trainer_class)
+    _, full, per_epoch = probe(recipe, trainer_class)
     if steps is None:
         steps = max(1, int(SEARCH_BUDGET * full / trials))
     hp = keras_tuner.HyperParameters()
@@ -303,7 +319,7 @@ def run_tune(recipe, trainer_class, out_dir, trials, oracle="random", steps=None
                                                                 hyperparameters=hp)
     else:
         raise RecipeError(f"--oracle must be 'random' or 'bayesian'. Received: --oracle {oracle}")
-    search = _Search(recipe, trainer_class, out_dir, steps)
+    search = _Search(recipe, trainer_class, out_dir, steps, trial_lengths(recipe.schedule, per_epoch, full, steps))
 
     def values_of(hyperparameters):
         values = {key: hyperparameters.get(key) for key in space}
