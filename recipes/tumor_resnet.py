@@ -30,8 +30,6 @@ data = dict(
 
 head = dict(pooling="avg", dropout=0.3)
 
-# Head first at a high rate, then conv4 and conv5 at a low one with a warmup and cosine
-# decay; BatchNorm statistics stay as ImageNet left them.
 # tfft's recommendation (docs/schedules.md#recommendations): the head first, then the head
 # and the top two groups at a rate the learning-rate finder picks on the training data.
 schedule = dict(

@@ -113,7 +113,8 @@ def test_without_verify_a_bad_file_is_one_line_and_tensorflow_logs_stay_out(tmp_
     result = _cli("run", recipe, "--out", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: A training file could not be read mid-epoch"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: A training file could not be read mid-epoch: {root / 'class1' / 'notes.png'}. Fix or delete it"), lines
     assert "Traceback" not in result.stderr and "cudart_stub" not in result.stderr
 
 

@@ -76,9 +76,9 @@ class CommonDataKeys:
         augment: training-only augmentation; None is the modality's default, `"strong"` its
             strong preset for few examples (RandAugment for images, wider SpecAugment masks
             for audio), `{}` turns it off. Images: `dict(flip=True, rotation=0.05, zoom=0.1,
-            translation=0.1, contrast=0.1)`; audio: `dict(time_mask=2, time_mask_width=10,
-            freq_mask=2, freq_mask_width=8, noise_snr_db=20, shift=0.1, gain_db=6)`. Text
-            has none.
+            contrast=0.1)`; audio: `dict(time_mask=2, time_mask_width=10, freq_mask=2,
+            freq_mask_width=8, shift=0.1, gain_db=6)` (add `noise_snr_db=20` for noisy
+            deployments). Text has none.
         cache: cache decoded examples in memory (True), in a file (a path), or not (False).
         class_weights: None, `"balanced"`, or `{class_name: weight}`.
         synthetic: when no data source is set, generate this built-in data set so the

@@ -145,7 +145,8 @@ class ScheduleConfig:
     steps on small data and capped at `max_steps` on large data.
 
     Args:
-        kind: `"two_phase"`, `"gradual_unfreezing"`, `"chain_thaw"` or `"custom"`.
+        kind: `"two_phase"`, `"gradual_unfreezing"`, `"chain_thaw"`, `"custom"`, or `"auto"`:
+            candidate schedules scored on a fold of the training data (`tfft.tuning`).
         lr: learning rate of the head-only stage, or `"find"` (the learning-rate finder).
         finetune_lr: peak learning rate of stages that train backbone groups; `"find"` (the
             default): the learning-rate finder picks it when the stage starts, on the

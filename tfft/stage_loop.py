@@ -211,6 +211,15 @@ class StageLoop:
                     epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
                     trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
 
+    def _unreadable_training_files(self):
+        from tfft import modalities
+
+        files = [item for item, _ in (self.datasets.items or {}).get("train", []) if isinstance(item, str)]
+        try:
+            return modalities.get(self.recipe.data.kind).unreadable(files) if files else []
+        except Exception:  # naming the file is a courtesy; the error stands without it
+            return []
+
     def _fit(self, index, stage, start_position):
         """One attempt at `stage`: `fit` from the current data position to the stage's end,
         validating on the stage's own grid of steps (see the module docstring)."""
@@ -256,7 +265,7 @@ class StageLoop:
                     verbose=self.verbose,
                 )
             except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-                raise _data_error(error) from None
+                raise _data_error(error, self._unreadable_training_files()) from None
             self._round += len(fit.epoch)
             history.update(fit.history or {})
             if self.model.stop_training and progress.done < stage.steps:
@@ -264,8 +273,13 @@ class StageLoop:
         return Attempt(history, progress, guard, nonfinite, batchnorm)
 
 
-def _data_error(error):
-    """A file that fails to decode mid-epoch (when `data.verify` was off), as one line."""
+def _data_error(error, unreadable=()):
+    """A file that fails to decode mid-epoch (when `data.verify` was off), as one line that
+    names it when the modality can find it (`Modality.unreadable`)."""
+    if unreadable:
+        what = f"{unreadable[0]}" + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else "")
+        return DataError(f"A training file could not be read mid-epoch: {what}. Fix or delete it, leave data.verify "
+                         "on to find such files before training, or set data.on_error='skip' to leave them out.")
     lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
     first = next((line for line in lines if "DataError" in line or "decode" in line.lower()), lines[0] if lines else "")
     return DataError(f"A training file could not be read mid-epoch ({first[:300]}): leave data.verify on to find "

@@ -416,6 +416,8 @@ class RunCheckpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.skip() or not self.healthy():
+            return  # a stop (signal, non-finite loss) ends the epoch early, without validation
         value = scalar_or_none(logs.get(self.monitor))
         if value is None and not self._warned_missing:
             self._warned_missing = True
@@ -424,8 +426,6 @@ class RunCheckpoints(keras.callbacks.Callback):
                 f"best/ is never written. Available keys: {sorted(logs)}",
                 stacklevel=2,
             )
-        if self.skip() or not self.healthy():
-            return
         improved = self._improves(value)
         state = self._state(logs)
         if improved:

@@ -90,6 +90,11 @@ class Modality:
         `tfft.callbacks.examples`)."""
         raise NotImplementedError
 
+    def unreadable(self, files):
+        """The files among `files` this modality cannot read, in order (to name the file
+        behind an error in the middle of an epoch)."""
+        return []
+
     def labelled_source(self, path, given):
         """The `data` source key a labelled data set at `path` goes to (`tfft evaluate`):
         a class-per-folder tree; `given` is the path as the user wrote it, for the error."""

@@ -109,6 +109,11 @@ class AudioModality(Modality):
         return dict(path=make_keyword_set(directory, KEYWORDS_A, per_word=per_class, sample_rate=config.sample_rate,
                                           duration=config.duration, seed=config.seed))
 
+    def unreadable(self, files):
+        from tfft.modalities.audio.decode import find_unreadable
+
+        return [path for path, _ in find_unreadable(files)]
+
     def log_misclassified(self, logger, tag, raw, labels, total, config):
         from tfft.callbacks.examples import misclassified_table
 

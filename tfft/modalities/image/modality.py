@@ -82,6 +82,11 @@ class ImageModality(Modality):
         say_demo(verbose, self.synthetic, directory)
         return dict(path=make_synthetic_mri(directory, per_class=per_class, image_size=size, seed=config.seed))
 
+    def unreadable(self, files):
+        from tfft.modalities.image.pipeline import find_undecodable
+
+        return list(find_undecodable(files))
+
     def log_misclassified(self, logger, tag, raw, labels, total, config):
         from tfft.callbacks.examples import misclassified_table
 
