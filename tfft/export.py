@@ -36,9 +36,8 @@ class Serving:
         lite_signature: the TFLite model's input specs, or None if TFLite is not offered.
         lite_features: a TF function of those inputs returning the model's input batch.
         lite_refusal: why TFLite is not offered, for the error.
-        extensions: the file suffixes `tfft predict` reads from a folder.
-        read: a TF function from a file path to one raw input (`tfft predict`).
-        file_features: the function of a batch of `read` results (default `features`).
+        file_features: the function of a batch of file contents, for `tfft predict`, when
+            `features` takes something else (default `features`).
         file_signature: the exported signature that takes file contents.
         extra: more signatures of the SavedModel, `{name: (input specs, features)}`.
     """
@@ -48,8 +47,6 @@ class Serving:
     lite_signature: Optional[list] = None
     lite_features: Optional[Callable] = None
     lite_refusal: str = ""
-    extensions: tuple = ()
-    read: Optional[Callable] = None
     file_features: Optional[Callable] = None
     file_signature: str = "serving_default"
     extra: dict = dataclasses.field(default_factory=dict)

@@ -1,9 +1,11 @@
-"""`tfft predict RUN|EXPORT INPUT...`: top-k classes of new files, from a run directory or
+"""`tfft predict RUN|EXPORT INPUT...`: top-k classes of new inputs, from a run directory or
 an exported SavedModel.
 
 A run directory is served exactly as `tfft export` would serve it (the same raw-input
 function, built in memory); an export directory is loaded with `tf.saved_model.load`.
-Folders are searched for the modality's files; inputs are batched through `tf.data`.
+What an INPUT may be is the modality's business (`Modality.collect_inputs`): files and
+folders of images or recordings; for text also CSV and JSON-lines files and `-` for lines
+on stdin. Inputs are batched through `tf.data`.
 
 Example:
     >>> rows = predict("runs/mri", ["~/new_scans"], k=2)
@@ -21,58 +23,65 @@ def is_export(path):
     return os.path.isfile(os.path.join(os.path.expanduser(str(path)), "saved_model.pb"))
 
 
-def predict(source, inputs, k=3, batch_size=BATCH, progress=None):
-    """Predict each file of `inputs`; return one row per file, in the order given.
+def predict(source, inputs, k=3, batch_size=BATCH, progress=None, stdin=None):
+    """Predict each input; return one row per input, in the order given.
 
     Args:
         source: a finished run directory or a `tfft export` SavedModel directory.
-        inputs: files and folders (searched recursively for the modality's files).
-        k: how many classes to list per file.
-        batch_size: files per batch.
+        inputs: what the modality reads (files, folders searched recursively, for text
+            CSV / JSON-lines files and `-`).
+        k: how many classes to list per input.
+        batch_size: inputs per batch.
         progress: None, or `progress(done, total)`, called after each batch when there is
             more than one.
+        stdin: the stream `-` reads (default `sys.stdin`).
 
     Returns:
-        `[{"input": path, "top": [(class_name, probability), ...]}, ...]`.
+        `[{"input": name, "top": [(class_name, probability), ...]}, ...]`.
     """
     import tensorflow as tf
+
+    from tfft import modalities
 
     if is_export(source):
         loaded = tf.saved_model.load(os.path.expanduser(str(source)))
         served = loaded.signatures.get("serving_wav") or loaded.signatures["serving_default"]
         (argument, spec), = served.structured_input_signature[1].items()
-        if spec.dtype != tf.string:
-            raise TfftError(f"{source} takes {spec.dtype.name} inputs, not files.")
-        extensions = (".wav",) if argument == "wav_bytes" else (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-        read = tf.io.read_file
+        kinds = [kind for kind in modalities.KINDS if modalities.get(kind).file_argument == argument]
+        if spec.dtype != tf.string or not kinds:
+            raise TfftError(f"{source} is not a tfft export: its serving signature takes '{argument}'.")
+        modality, recipe = modalities.get(kinds[0]), None
         call = lambda batch: served(**{argument: batch})  # noqa: E731
     else:
         from tfft.export import load_run_serving, output_function
 
-        _, serving, model, class_names = load_run_serving(source)
+        recipe, serving, model, class_names = load_run_serving(source)
+        modality = modalities.get(recipe.data.kind)
         features = serving.file_features or serving.features
-        outputs = tf.function(lambda batch: output_function(model, class_names, k=max(k, 1))(features(batch)))
-        extensions, read, call = serving.extensions, serving.read, outputs
-    files = list_inputs(inputs, extensions)
+        call = tf.function(lambda batch: output_function(model, class_names, k=max(k, 1))(features(batch)))
+    names, values = modality.collect_inputs(inputs, recipe, stdin)
+    if not names:
+        raise DataError("No inputs given.")
     rows = []
-    for names, batch in zip(_batches(files, batch_size), tf.data.Dataset.from_tensor_slices(files)
-                            .map(read, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)):
+    batches = tf.data.Dataset.from_tensor_slices(values).batch(batch_size)
+    for start, batch in zip(range(0, len(names), batch_size), batches):
+        shown = names[start:start + batch_size]
         try:
             out = call(batch)
         except tf.errors.InvalidArgumentError as error:
-            raise DataError(f"Cannot decode one of {names[0]} ... {names[-1]}: {error.message.splitlines()[0]}") from None
+            raise DataError(f"Cannot read one of {shown[0]} ... {shown[-1]}: {error.message.splitlines()[0]}") from None
         probabilities = out["probabilities"].numpy()
         labels = [[n.decode("utf-8") for n in row] for row in out["top_names"].numpy()]
-        for name, p, top, label in zip(names, probabilities, out["top_classes"].numpy(), labels):
+        for name, p, top, label in zip(shown, probabilities, out["top_classes"].numpy(), labels):
             rows.append(dict(input=name, top=[(label[j], float(p[top[j]])) for j in range(min(k, len(top)))]))
-        if progress is not None and len(files) > batch_size:
-            progress(len(rows), len(files))
+        if progress is not None and len(names) > batch_size:
+            progress(len(rows), len(names))
     return rows
 
 
 def list_inputs(inputs, extensions):
     """Files of `inputs` as given, folders expanded to their files with `extensions` in
-    sorted order; a missing path or an empty result is a `DataError` naming it."""
+    sorted order; a missing path or an empty folder is a `DataError` naming it."""
     files = []
     for given in inputs:
         path = os.path.expanduser(str(given))
@@ -86,10 +95,14 @@ def list_inputs(inputs, extensions):
             files.append(path)
         else:
             raise DataError(f"Input not found: {given}")
-    if not files:
-        raise DataError("No inputs given.")
     return files
 
 
-def _batches(files, size):
-    return [files[i:i + size] for i in range(0, len(files), size)]
+def file_contents(inputs, extensions):
+    """`(names, contents)` of the files `list_inputs` finds: what image and audio exports take."""
+    files = list_inputs(inputs, extensions)
+    contents = []
+    for path in files:
+        with open(path, "rb") as file:
+            contents.append(file.read())
+    return files, contents

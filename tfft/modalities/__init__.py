@@ -42,9 +42,14 @@ class Modality:
         strong_augment: its `data.augment="strong"` preset, or None if it has none.
         takes_applications: whether Keras applications serve as its backbones (then
             `--demo` may swap ImageNet weights for random ones when they are not on disk).
+        file_argument: the name of the exported signature's input that takes file
+            contents (`image_bytes`, `wav_bytes`, `text`).
+        extensions: the file suffixes of its files, for folders given to `tfft predict`.
     """
 
     name = None
+    file_argument = None
+    extensions = ()
     sources = ("path", "manifest")
     synthetic = None
     augment = {}
@@ -89,6 +94,13 @@ class Modality:
         """Write misclassified validation examples under `tag` (see
         `tfft.callbacks.examples`)."""
         raise NotImplementedError
+
+    def collect_inputs(self, inputs, recipe=None, stdin=None):
+        """`(names, values)` of what `tfft predict` was given: by default the contents of
+        the files and of the folders' files with `extensions`."""
+        from tfft.predict import file_contents
+
+        return file_contents(inputs, self.extensions)
 
     def unreadable(self, files):
         """The files among `files` this modality cannot read, in order (to name the file

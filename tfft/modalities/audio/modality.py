@@ -18,6 +18,8 @@ class AudioModality(Modality):
     augment = DEFAULT_AUGMENT
     strong_augment = STRONG_AUGMENT
     takes_applications = True
+    file_argument = "wav_bytes"
+    extensions = (".wav",)
     per_class = None  # every voice, speed and pitch
 
     @staticmethod
@@ -167,8 +169,6 @@ class AudioModality(Modality):
             lite_signature=[tf.TensorSpec([None, features.samples], tf.float32, name="waveform")],
             lite_features=lambda waveform: spectrograms(waveform, crop=False),
             extra={"serving_wav": ([tf.TensorSpec([None], tf.string, name="wav_bytes")], from_wav)},
-            extensions=(".wav",),
-            read=tf.io.read_file,
             file_features=from_wav,
             file_signature="serving_wav",
         )

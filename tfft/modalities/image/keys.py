@@ -4,6 +4,9 @@ import dataclasses
 from typing import Optional
 
 
+# What the image pipelines read.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
 # The augmentation `data.augment=None` stands for, and `data.augment="strong"`'s preset for
 # few examples per class, seen many times.
 DEFAULT_AUGMENT = dict(flip=True, rotation=0.05, zoom=0.1, contrast=0.1)

@@ -7,7 +7,7 @@ import numpy as np
 
 from tfft.errors import BackboneError
 from tfft.modalities import Modality
-from tfft.modalities.image.keys import DEFAULT_AUGMENT, STRONG_AUGMENT
+from tfft.modalities.image.keys import DEFAULT_AUGMENT, IMAGE_EXTENSIONS, STRONG_AUGMENT
 
 
 # `backbone.input_size` when a recipe leaves it unset (`tfft.recipe.BackboneConfig`).
@@ -20,6 +20,8 @@ class ImageModality(Modality):
     augment = DEFAULT_AUGMENT
     strong_augment = STRONG_AUGMENT
     takes_applications = True
+    file_argument = "image_bytes"
+    extensions = IMAGE_EXTENSIONS
     per_class = 150
 
     def backbone_options(self, recipe):
@@ -100,7 +102,7 @@ class ImageModality(Modality):
         import tensorflow as tf
 
         from tfft.export import Serving
-        from tfft.modalities.image.pipeline import IMAGE_EXTENSIONS, decode_and_resize
+        from tfft.modalities.image.pipeline import decode_and_resize
 
         size = _size(recipe.data.image_size or backbone.image_size or recipe.backbone.input_size)
         preprocess = backbone.preprocess or (lambda x: x)
@@ -115,8 +117,6 @@ class ImageModality(Modality):
             features=from_bytes,
             lite_signature=[tf.TensorSpec([None, size[0], size[1], 3], tf.float32, name="pixels")],
             lite_features=preprocess,
-            extensions=IMAGE_EXTENSIONS,
-            read=tf.io.read_file,
         )
 
     def tune_candidates(self, base):

@@ -30,8 +30,7 @@ from tfft.data.pipeline import (
     seeded_call,
 )
 from tfft.errors import DataError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+from tfft.modalities.image.keys import IMAGE_EXTENSIONS  # noqa: F401  (re-exported)
 
 # The augmentation `augment=True` stands for; also the full list of valid `augment` keys
 # (`rand_augment`: that many RandAugment operations per image, off by default).

@@ -10,6 +10,8 @@ from tfft.modalities import Modality
 class TextModality(Modality):
     name = "text"
     sources = ("path", "manifest", "jsonl", "tfds")
+    file_argument = "text"
+    extensions = (".txt",)
     synthetic = "tickets"
     per_class = 32
 
@@ -32,6 +34,39 @@ class TextModality(Modality):
             return dict(jsonl=path)
         raise DataError(f"tfft evaluate reads a class-per-folder tree, a CSV or a JSON-lines file for text data. "
                         f"Received: {given}")
+
+    def collect_inputs(self, inputs, recipe=None, stdin=None):
+        """Texts: `.txt` files (and folders of them), the `text_column` of CSV and JSON-lines
+        files (named `file:row`), and `-` for one text per line on stdin."""
+        import csv
+        import json
+        import sys
+
+        from tfft.predict import list_inputs
+
+        column = recipe.data.text_column if recipe is not None else "text"
+        names, texts = [], []
+        for given in inputs:
+            path = os.path.expanduser(str(given))
+            if given == "-":
+                for number, line in enumerate(stdin or sys.stdin, 1):
+                    if line.strip():
+                        names.append(f"-:{number}")
+                        texts.append(line.rstrip("\n"))
+            elif os.path.isfile(path) and path.endswith((".csv", ".jsonl")):
+                with open(path, encoding="utf-8", newline="") as file:
+                    rows = csv.DictReader(file) if path.endswith(".csv") else (json.loads(l) for l in file if l.strip())
+                    for number, row in enumerate(rows, 1):
+                        if column not in row:
+                            raise DataError(f"{given} has no '{column}' column (data.text_column). Received: {given}")
+                        names.append(f"{given}:{number}")
+                        texts.append(str(row[column]))
+            else:
+                for file_path in list_inputs([given], self.extensions):
+                    with open(file_path, encoding="utf-8") as file:
+                        names.append(file_path)
+                        texts.append(file.read())
+        return names, texts
 
     def resolve_augment(self, augment):
         if augment:
@@ -82,6 +117,21 @@ class TextModality(Modality):
         rows = [f"| {_cell(text)} | {truth} | {guess} |" for text, (_, truth, guess) in zip(raw, labels)]
         table = misclassified_header(labels, total) + "| text | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
         logger.log_examples(tag, text=table)
+
+    def serving(self, recipe, backbone, metadata):
+        """UTF-8 strings, tokenised by the run's keras-hub preprocessor inside the graph.
+        TFLite has no tokenizer ops: refused with the reason."""
+        import tensorflow as tf
+
+        from tfft.export import Serving
+
+        preprocess = backbone.preprocess
+        return Serving(
+            signature=[tf.TensorSpec([None], tf.string, name="text")],
+            features=lambda text: preprocess(text),
+            lite_refusal="TFLite has no ops for its tokenizer (keras-hub runs it with tensorflow-text); "
+                         "export a saved_model instead.",
+        )
 
     def tune_candidates(self, base):
         return [("label_smoothing", dict(base, **{"train.label_smoothing": 0.1}),
