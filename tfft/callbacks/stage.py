@@ -58,9 +58,10 @@ class CollapseGuard(keras.callbacks.Callback):
 
     The loss of each step is recovered from Keras's running mean, smoothed with an
     exponential moving average, and compared with `reference` (the training loss the stage
-    started from: the previous stage's last one). The stage has collapsed when the smoothed
-    loss has lost half the way from `reference` back to `chance` (the loss of guessing) and
-    is at least 1.5 times `reference`.
+    started from: the previous stage's last one, or the smoothed loss of the stage's own
+    first `warm` steps if that is higher, up to `chance`). The stage has collapsed when the smoothed loss
+    has lost half the way from `reference` back to `chance` (the loss of guessing) and is
+    at least 1.5 times `reference`.
 
     Args:
         reference: the loss the stage starts from, or None to take the smoothed loss over
@@ -115,9 +116,15 @@ class CollapseGuard(keras.callbacks.Callback):
         self._ema = self.beta * self._ema + (1.0 - self.beta) * loss
         if self.seen < self.warm:
             return
-        if self.reference is None:
-            self.reference = self.smoothed
-            return
+        if self.seen == self.warm:
+            # The stage's own first steps also set the reference: unfreezing BatchNorm or
+            # dropout in new groups raises the loss at once, at any rate, and is no collapse
+            # (on a from-scratch demo the guard fired at 1e-6 and gave the stage up). Capped
+            # at chance: a loss above guessing after `warm` steps is a collapse itself.
+            if self.reference is None:
+                self.reference = self.smoothed  # the first stage: its own start is all there is
+                return
+            self.reference = max(self.reference, min(self.smoothed, self.chance))
         if self.smoothed > self.threshold():
             self.collapsed = (self.seen, self.smoothed, self.threshold())
             self.model.stop_training = True
