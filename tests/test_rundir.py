@@ -126,3 +126,21 @@ def test_restore_best_chooses_on_a_carved_split_and_reports_the_last_weights_too
     assert saved["accuracy"] == metrics["accuracy"] and saved["best"]["epoch"] == pytest.approx(best["step"] / 8)
     given = _trainer(tmp_path / "given", "data.validation_path='/some/test/set'")
     assert given._restores_best() is False  # nothing is chosen on a validation_path
+
+
+class EarlyCrash(BlobTrainer):
+    """Dies in its first stage, before any checkpoint."""
+
+    def on_stage_begin(self, stage, index):
+        raise RuntimeError("crash before the first checkpoint")
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_starts_again_in_place(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        EarlyCrash(Recipe().with_overrides(BASE), out_dir=str(run), verbose=0).run()
+    assert rundir.state_of(str(run)) == "started" and not (run / "checkpoints").exists()
+    with pytest.raises(TfftError, match="stopped before its first checkpoint: schedule.stages differ"):
+        _trainer(run, "schedule.stages=[{'name': 'a', 'steps': 3, 'train': 'head', 'lr': 0.01}]").run()
+    metrics = _trainer(run).run()  # the same recipe: starts again, nothing to resume
+    assert [s["steps_run"] for s in metrics["stages"]] == [6, 6]

@@ -21,6 +21,8 @@ from tfft.errors import TfftError
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
+# What a run writes before its first checkpoint.
+STARTED_FILES = {RECIPE_FILE, "recipe.py", "tensorboard", "skipped.txt"}
 # Recipe values that may differ between the interrupted run and its resumption.
 UNCHECKED = {"output.dir", "source"}
 
@@ -46,13 +48,17 @@ def recipe_differences(saved, current):
 def state_of(directory):
     """What `directory` holds: `"empty"` (missing or no files), `"finished"` (a run that
     wrote `metrics.json`), `"interrupted"` (a run with checkpoints and no `metrics.json`), or
-    `"other"` (files that are not a tfft run's)."""
+    `"started"` (a run that stopped before its first checkpoint: its recipe and logs only),
+    or `"other"` (files that are not a tfft run's)."""
     if not os.path.isdir(directory) or not [n for n in os.listdir(directory) if not n.startswith(".")]:
         return "empty"
     if os.path.isfile(os.path.join(directory, METRICS_FILE)):
         return "finished"
     if os.path.isfile(os.path.join(directory, RECIPE_FILE)) and os.path.isdir(os.path.join(directory, CHECKPOINTS)):
         return "interrupted"
+    names = {n for n in os.listdir(directory) if not n.startswith(".")}
+    if RECIPE_FILE in names and names <= STARTED_FILES | {n for n in names if n.startswith("lr_find")}:
+        return "started"
     return "other"
 
 

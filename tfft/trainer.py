@@ -447,6 +447,14 @@ class Trainer(StageLoop):
             raise TfftError(f"Nothing to resume in {target}: it holds {_describe_state(found)}.")
         if where == staging:
             shutil.rmtree(staging, ignore_errors=True)  # an unfinished replacement of another recipe
+        elif here == "started" and self.resume is not False:
+            differences = rundir.recipe_differences(rundir.saved_recipe(where), self.recipe.to_dict())
+            if differences:
+                raise TfftError(f"Run directory {target} holds a run of another recipe that stopped before its first "
+                                f"checkpoint: {', '.join(differences)} differ. Give the same recipe to start it "
+                                "again, or --overwrite.")
+            # Nothing to resume and nothing of value: start again in place, on fresh logs.
+            shutil.rmtree(os.path.join(where, "tensorboard"), ignore_errors=True)
         elif here == "finished":
             raise TfftError(f"Run directory {target} holds a finished run: pass --out to another directory or "
                             "--overwrite to replace it (the old run stays until the new one has finished).")
@@ -801,7 +809,7 @@ def _overrides(values):
 
 def _describe_state(state):
     return {"empty": "no run", "finished": "a finished run", "other": "files that are not a tfft run",
-            "interrupted": "an interrupted run"}[state]
+            "interrupted": "an interrupted run", "started": "a run that stopped before its first checkpoint"}[state]
 
 
 _UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
