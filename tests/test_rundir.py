@@ -144,3 +144,31 @@ def test_a_run_that_stopped_before_its_first_checkpoint_starts_again_in_place(tm
         _trainer(run, "schedule.stages=[{'name': 'a', 'steps': 3, 'train': 'head', 'lr': 0.01}]").run()
     metrics = _trainer(run).run()  # the same recipe: starts again, nothing to resume
     assert [s["steps_run"] for s in metrics["stages"]] == [6, 6]
+
+
+class Terminated(BlobTrainer):
+    """Sends itself SIGTERM in its second stage, as a preempted machine would."""
+
+    def build_callbacks(self, stage, index):
+        import signal
+
+        import keras
+
+        class Term(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if index == 1 and batch == 1:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        return [Term()]
+
+
+def test_an_interrupted_replacement_says_how_to_resume_it(tmp_path):
+    from tfft.trainer import RunStopped
+
+    _trainer(tmp_path / "run").run()
+    with pytest.raises(RunStopped) as stopped:
+        Terminated(Recipe().with_overrides(BASE), out_dir=str(tmp_path / "run"), overwrite=True, verbose=0).run()
+    assert str(stopped.value).endswith(f"resume with: the same tfft run command with --overwrite (the finished run in "
+                                       f"{tmp_path / 'run'} stays until this one ends)")
+    metrics = _trainer(tmp_path / "run", overwrite=True, resume=True).run()  # resume=True: refuses a fresh start
+    assert [s["steps_run"] for s in metrics["stages"]] == [6, 6]

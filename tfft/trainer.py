@@ -477,15 +477,19 @@ class Trainer(StageLoop):
             except Stopped as stop:
                 where = (f"stage {stop.index + 1}/{len(self.stages)} '{stop.stage.name}', step {stop.done} of "
                          f"{stop.stage.steps} (global step {stop.step}, epoch {self.current_position / self.steps_per_epoch:.2f})")
-                resume = f"tfft resume {self.target_dir}"
+                # A replacement (--overwrite) trains beside the old run: the same command resumes it.
+                resume = (f"tfft resume {self.target_dir}" if self.out_dir == self.target_dir else
+                          f"the same tfft run command with --overwrite (the finished run in {self.target_dir} "
+                          "stays until this one ends)")
                 if stop.reason == "interrupted":
                     raise RunStopped(f"{SIGNALS[stop.signal]}: stopped at {where} with a checkpoint; "
                                      f"resume with: {resume}", EXIT_INTERRUPTED[stop.signal]) from None
                 policy = self.recipe.train.on_nan
                 if policy == "stop" or rollbacks == NAN_ROLLBACKS:
                     raise RunStopped(f"non-finite loss at {where}; the last good checkpoint is kept and no model "
-                                     f"was saved: lower the rate, or set train.on_nan='rollback'"
-                                     + (f" (rolled back {rollbacks} times already)" if rollbacks else ""),
+                                     "was saved: lower the rate"
+                                     + (f" (rolled back {rollbacks} times already)" if rollbacks else
+                                        ", or set train.on_nan='rollback'"),
                                      EXIT_DIVERGED) from None
                 rollbacks += 1
                 start = self._roll_back(stop)
