@@ -165,3 +165,56 @@ def test_resampling_aliasing_is_below_minus_60_db():
     # The same holds just above Nyquist, where the filter has least room.
     out = resample(tone(8300, 44100, 0.5, amplitude=1.0), 44100, 16000)
     assert 20 * np.log10(_amplitude_at(out[1000:-1000], 16000, 7700)) < -60
+
+
+def _tone(rate=16000, seconds=0.5):
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("suffix, subtype, tolerance", [(".flac", "PCM_16", 1 / 32768), (".ogg", "VORBIS", None)])
+def test_flac_and_ogg_decode_through_libsndfile(tmp_path, suffix, subtype, tolerance):
+    import soundfile
+
+    from tfft.modalities.audio.decode import audio_info, load_audio, read_audio
+
+    path = tmp_path / f"tone{suffix}"
+    stereo = np.stack([_tone(), 0.5 * _tone()], axis=1)
+    soundfile.write(path, stereo, 16000, subtype=subtype)
+    samples, rate = read_audio(path)
+    assert rate == 16000 and samples.shape[1] == 2 and samples.dtype == np.float32
+    assert audio_info(path).samplerate == 16000
+    if tolerance is not None:  # lossless: the samples come back to 16-bit precision
+        np.testing.assert_allclose(samples, stereo, atol=tolerance)
+    assert load_audio(path, 8000).shape == (4000,)  # mono, resampled
+
+
+def test_a_broken_flac_is_named_and_found_before_training(tmp_path):
+    import soundfile
+
+    from tfft.errors import DataError
+    from tfft.modalities.audio.decode import find_unreadable, read_audio
+
+    good, bad = tmp_path / "good.flac", tmp_path / "bad.flac"
+    soundfile.write(good, _tone(), 16000)
+    bad.write_bytes(b"fLaC" + b"\0" * 20)
+    with pytest.raises(DataError, match=f"{bad} cannot be decoded"):
+        read_audio(bad)
+    assert [path for path, _ in find_unreadable([good, bad])] == [bad]
+
+
+def test_a_class_folder_of_flac_files_trains(tmp_path):
+    import soundfile
+
+    from tfft.modalities.audio.pipeline import audio_datasets
+
+    rng = np.random.default_rng(0)
+    for label, frequency in (("low", 300.0), ("high", 2000.0)):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            t = np.arange(8000) / 16000
+            clip = 0.4 * np.sin(2 * np.pi * frequency * t + rng.uniform(0, 6)) + 0.01 * rng.standard_normal(8000)
+            soundfile.write(tmp_path / label / f"{i}.flac", clip.astype(np.float32), 16000)
+    data = audio_datasets(path=str(tmp_path), validation_split=0.25, duration=0.5, batch_size=2, cache=False)
+    spectrograms, labels = next(iter(data.train_epoch(0)))
+    assert data.class_names == ["high", "low"] and spectrograms.shape[1:] == (47, 64, 1)

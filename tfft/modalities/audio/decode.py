@@ -1,4 +1,7 @@
-"""WAV files: header checks, decoding to float samples, and resampling.
+"""Recordings: header checks, decoding to float samples, and resampling.
+
+WAV is parsed here; FLAC, Ogg Vorbis/Opus and MP3 are decoded by libsndfile through
+`soundfile` (`read_audio`, `audio_info` choose by the file's suffix).
 
 `wav_info` reads and checks a header without touching the samples, and `find_unreadable`
 runs it over a whole listing so that a bad file is reported before a pipeline starts;
@@ -185,8 +188,51 @@ def wav_info(path):
     )
 
 
+# Decoded by libsndfile (soundfile), not by the WAV parser here.
+COMPRESSED = (".flac", ".ogg", ".oga", ".opus", ".mp3")
+
+
+def _compressed(path):
+    return os.fspath(path).lower().endswith(COMPRESSED)
+
+
+def audio_info(path):
+    """Check a recording's header without decoding it: `wav_info` for WAV, libsndfile's
+    header reading for the compressed formats; `DataError` naming the file otherwise."""
+    if not _compressed(path):
+        return wav_info(path)
+    import soundfile
+
+    path = os.fspath(path)
+    try:
+        info = soundfile.info(path)
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as e:
+        raise DataError(f"{path} cannot be decoded ({str(e).splitlines()[0]}); {_CONVERT}. "
+                        f"Received: path='{path}'") from None
+    if info.frames == 0:
+        raise DataError(f"{path} is a zero-length clip. Delete the file. Received: path='{path}'")
+    return info
+
+
+def read_audio(path):
+    """Decode a recording to `(samples [frames, channels] float32, sample_rate)`: WAV by
+    `read_wav`, FLAC, Ogg and MP3 by libsndfile."""
+    if not _compressed(path):
+        return read_wav(path)
+    import soundfile
+
+    audio_info(path)
+    path = os.fspath(path)
+    try:
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as e:
+        raise DataError(f"{path} cannot be decoded ({str(e).splitlines()[0]}); {_CONVERT}. "
+                        f"Received: path='{path}'") from None
+    return samples, int(rate)
+
+
 def find_unreadable(paths):
-    """Return `(path, error)` for each file among `paths` whose WAV header is unusable.
+    """Return `(path, error)` for each file among `paths` whose header is unusable.
 
     Only headers are read, so a large folder is checked quickly.
 
@@ -197,13 +243,13 @@ def find_unreadable(paths):
         A list of `(path, DataError)` pairs in input order.
 
     Example:
-        >>> [path for path, _ in find_unreadable(["a.wav", "song.mp3"])]
-        ['song.mp3']
+        >>> [path for path, _ in find_unreadable(["a.wav", "broken.flac"])]
+        ['broken.flac']
     """
     bad = []
     for path in paths:
         try:
-            wav_info(path)
+            audio_info(path)
         except DataError as e:
             bad.append((path, e))
     return bad
@@ -299,7 +345,7 @@ def resample(samples, rate_in, rate_out):
 
 
 def load_audio(path, sample_rate):
-    """Read a WAV file as one mono waveform at `sample_rate`.
+    """Read a recording (WAV, FLAC, Ogg, MP3) as one mono waveform at `sample_rate`.
 
     Channels are averaged before resampling.
 
@@ -314,5 +360,5 @@ def load_audio(path, sample_rate):
         >>> load_audio("stereo_44k.wav", 16000).shape
         (16000,)
     """
-    samples, rate = read_wav(path)
+    samples, rate = read_audio(path)
     return resample(samples.mean(axis=1), rate, sample_rate)

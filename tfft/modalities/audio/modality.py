@@ -8,6 +8,7 @@ import numpy as np
 
 from tfft.errors import BackboneError
 from tfft.modalities import Modality
+from tfft.modalities.audio.decode import COMPRESSED
 from tfft.modalities.audio.keys import DEFAULT_AUGMENT, STRONG_AUGMENT
 from tfft.modalities.image.modality import augment_candidates
 
@@ -19,7 +20,7 @@ class AudioModality(Modality):
     strong_augment = STRONG_AUGMENT
     takes_applications = True
     file_argument = "wav_bytes"
-    extensions = (".wav",)
+    extensions = (".wav",) + COMPRESSED
     per_class = None  # every voice, speed and pitch
 
     @staticmethod

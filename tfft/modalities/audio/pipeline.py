@@ -34,27 +34,32 @@ from tfft.data.checks import (
     positive_int,
 )
 from tfft.data.pipeline import cache_dataset, shuffle_epoch, example_seeds, filled, finish_datasets, fingerprint, listing
-from tfft.modalities.audio.decode import WavInfo, find_unreadable, load_audio, read_wav, resample, wav_info
+from tfft.modalities.audio.decode import (
+    COMPRESSED, WavInfo, audio_info, find_unreadable, load_audio, read_audio, read_wav, resample, wav_info,
+)
 from tfft.errors import DataError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "COMPRESSED",
     "DEFAULT_AUGMENT",
     "AudioAugment",
     "AudioFeatures",
     "WavInfo",
     "audio_datasets",
+    "audio_info",
     "build_audio_augment",
     "crop_or_pad",
     "find_unreadable",
     "load_audio",
     "log_mel",
+    "read_audio",
     "read_wav",
     "resample",
     "wav_info",
 ]
 
-AUDIO_EXTENSIONS = (".wav",)
+AUDIO_EXTENSIONS = (".wav",) + COMPRESSED
 
 
 # --- pipelines -------------------------------------------------------------------------
@@ -133,7 +138,8 @@ def audio_datasets(
     shuffled every epoch and augmented; validation is never augmented and keeps its order.
 
     Args:
-        path: folder holding one sub-folder of `.wav` files per class.
+        path: folder holding one sub-folder of recordings per class (`.wav`, `.flac`,
+            `.ogg`, `.opus`, `.mp3`).
         manifest: CSV with `path,label` columns; give exactly one of `path` and `manifest`.
         validation_path: optional class-per-folder tree used as the validation split.
         validation_split: share of each class held out for validation.
