@@ -1,6 +1,7 @@
 """The schedule engine's guarantees, each on a real (tiny) fine-tuning run."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -349,3 +350,22 @@ def test_batchnorm_policy_follows_the_weights_of_a_keras_file(tmp_path):
     fresh.save(tmp_path / "trained.keras")
     trained = build_backbone(str(tmp_path / "trained.keras"))
     assert trained.pretrained is True and trained.note == ""
+
+
+def _guard_run(reference, losses):
+    from tfft.callbacks.stage import CollapseGuard
+
+    guard = CollapseGuard(reference=reference, chance=math.log(10))
+    guard.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    guard.on_epoch_begin(0)
+    for batch, _ in enumerate(losses):
+        guard.on_train_batch_end(batch, {"loss": float(np.mean(losses[: batch + 1]))})  # Keras logs running means
+    return guard
+
+
+def test_the_jump_of_unfreezing_is_no_collapse_but_a_climb_is():
+    # BatchNorm or dropout switched on in new groups: the loss jumps at the first step and stays.
+    assert _guard_run(0.3, [1.5] * 20).collapsed is None
+    # The rate at work: a stage starting near its reference and climbing toward chance.
+    climbing = _guard_run(0.3, [0.35, 0.35] + list(np.linspace(0.4, 2.2, 18)))
+    assert climbing.collapsed is not None and climbing.reference == pytest.approx(0.35)

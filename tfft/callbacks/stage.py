@@ -53,13 +53,17 @@ class StageProgress(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+# Steps at a stage's start whose loss shows what unfreezing alone did, before the rate acts.
+FIRST_STEPS = 2
+
+
 class CollapseGuard(keras.callbacks.Callback):
     """Stops a stage whose training loss climbs far above its starting loss.
 
     The loss of each step is recovered from Keras's running mean, smoothed with an
     exponential moving average, and compared with `reference` (the training loss the stage
-    started from: the previous stage's last one, or the smoothed loss of the stage's own
-    first `warm` steps if that is higher, up to `chance`). The stage has collapsed when the smoothed loss
+    started from: the previous stage's last one, or the mean loss of the stage's own first
+    `FIRST_STEPS` steps if that is higher, up to `chance`). The stage has collapsed when the smoothed loss
     has lost half the way from `reference` back to `chance` (the loss of guessing) and is
     at least 1.5 times `reference`.
 
@@ -90,6 +94,7 @@ class CollapseGuard(keras.callbacks.Callback):
         self.seen = 0
         self._ema = 0.0
         self._mean, self._count = 0.0, 0
+        self._first = []
 
     def threshold(self):
         ref = self.reference
@@ -114,17 +119,20 @@ class CollapseGuard(keras.callbacks.Callback):
             return  # non-finite losses are another guard's business
         self.seen += 1
         self._ema = self.beta * self._ema + (1.0 - self.beta) * loss
+        if self.seen <= FIRST_STEPS:
+            self._first.append(loss)
         if self.seen < self.warm:
             return
         if self.seen == self.warm:
-            # The stage's own first steps also set the reference: unfreezing BatchNorm or
-            # dropout in new groups raises the loss at once, at any rate, and is no collapse
-            # (on a from-scratch demo the guard fired at 1e-6 and gave the stage up). Capped
-            # at chance: a loss above guessing after `warm` steps is a collapse itself.
             if self.reference is None:
                 self.reference = self.smoothed  # the first stage: its own start is all there is
                 return
-            self.reference = max(self.reference, min(self.smoothed, self.chance))
+            # The stage's very first steps also set the reference: unfreezing BatchNorm or
+            # dropout in new groups raises the loss at once, before the rate (still warming
+            # up) can have done anything, and that is no collapse (on a from-scratch demo
+            # the guard fired at 1e-6 and gave the stage up). Capped at chance: a loss above
+            # guessing is a collapse itself.
+            self.reference = max(self.reference, min(sum(self._first) / len(self._first), self.chance))
         if self.smoothed > self.threshold():
             self.collapsed = (self.seen, self.smoothed, self.threshold())
             self.model.stop_training = True
