@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from tfft.cli import main
 from tfft.recipe import recipe_from_run
-from tfft.testing import write_image_folder, write_recipe
+from tfft.testing import tflite_outputs, write_image_folder, write_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -100,14 +100,7 @@ def test_tflite_matches_the_trained_model(run):
     assert result.exit_code == 0, result.output
     files = _validation_files(run)
     images, expected = _reference(run, files)
-    interpreter = tf.lite.Interpreter(model_path=str(out))
-    entry = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(entry["index"], images.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(entry["index"], images)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    np.testing.assert_allclose(got, expected, atol=1e-3)
+    np.testing.assert_allclose(tflite_outputs(out, images), expected, atol=1e-3)
     assert (run / "lite" / "labels.txt").read_text().splitlines() == \
         json.loads((run / "run" / "metrics.json").read_text())["class_names"]
 

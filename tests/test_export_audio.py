@@ -8,20 +8,15 @@ import subprocess
 import sys
 import wave
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
 from tfft.cli import main
-from tfft.evaluate_run import _data_config
-from tfft.model_file import read_metadata
 from tfft.modalities.audio.decode import resample
 from tfft.modalities.audio.serving import resample_to
-from tfft.recipe import recipe_from_run
-from tfft.testing import write_recipe, write_tone_folder
-from tfft.trainer import Trainer
+from tfft.testing import run_probabilities, tflite_outputs, write_recipe, write_tone_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -65,16 +60,7 @@ def run(tmp_path_factory):
 
 
 def _pipeline(root, folder):
-    """Files and probabilities of model.keras on `folder` through the run's pipeline."""
-    recipe = recipe_from_run(root / "run")
-    recipe.data = _data_config(recipe.data, folder, None)
-    trainer = Trainer(recipe, dry_run=True, save=False)
-    trainer.backbone = trainer.build_backbone()
-    trainer.statistics = read_metadata(root / "run" / "model.keras")["statistics"]
-    datasets = trainer.build_datasets()
-    model = keras.models.load_model(root / "run" / "model.keras")
-    logits = model.predict(datasets.validation, verbose=0)
-    return [path for path, _ in datasets.items["validation"]], tf.nn.softmax(logits).numpy()
+    return run_probabilities(root / "run", folder)
 
 
 @pytest.mark.parametrize("folder, rate", [("tones", 8000), ("tones22k", 22050)])
@@ -110,14 +96,7 @@ def test_tflite_takes_clips_at_the_training_rate(run):
         with wave.open(path) as handle:
             clips.append(np.frombuffer(handle.readframes(handle.getnframes()), "<i2") / 32768.0)
     clips = np.stack(clips).astype(np.float32)
-    interpreter = tf.lite.Interpreter(model_path=str(out))
-    entry = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(entry["index"], clips.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(entry["index"], clips)
-    interpreter.invoke()
-    np.testing.assert_allclose(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), expected,
-                               atol=1e-3)
+    np.testing.assert_allclose(tflite_outputs(out, clips), expected, atol=1e-3)
 
 
 def test_predict_wav_files_from_the_run_and_the_export_agree(run):

@@ -6,17 +6,12 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from click.testing import CliRunner
 
 from tfft.cli import main
-from tfft.evaluate_run import _data_config
-from tfft.recipe import recipe_from_run
-from tfft.testing import write_recipe
-from tfft.trainer import Trainer
+from tfft.testing import run_probabilities, write_recipe
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
@@ -29,7 +24,6 @@ RECIPE = """
 # TensorFlow and TensorFlow Text (whose ops keras-hub's tokenizers run on), not tfft or keras-hub.
 SERVE = """
 import json, sys
-import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 texts = json.loads(sys.stdin.read())
 out = tf.saved_model.load(sys.argv[1]).signatures["serving_default"](text=tf.constant(texts))
@@ -55,13 +49,7 @@ def run(tmp_path_factory):
 
 
 def _pipeline(root, data):
-    recipe = recipe_from_run(root / "run")
-    recipe.data = _data_config(recipe.data, data, None)
-    trainer = Trainer(recipe, dry_run=True, save=False)
-    trainer.backbone = trainer.build_backbone()
-    datasets = trainer.build_datasets()
-    logits = keras.models.load_model(root / "run" / "model.keras").predict(datasets.validation, verbose=0)
-    return [text for text, _ in datasets.items["validation"]], tf.nn.softmax(logits).numpy()
+    return run_probabilities(root / "run", data)
 
 
 def test_saved_model_takes_strings(run):

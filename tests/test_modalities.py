@@ -79,3 +79,12 @@ def test_no_modality_branch_outside_the_modality_packages():
                     found += [f"{os.path.relpath(path, ROOT)}:{n}: {line.strip()}"
                               for n, line in enumerate(handle, 1) if _BRANCH.search(line)]
     assert found == []
+
+
+def test_audio_keys_default_to_the_feature_settings_they_build():
+    from tfft.modalities.audio.features import AudioFeatures
+    from tfft.modalities.audio.keys import AudioKeys
+
+    features = AudioFeatures()
+    for field in dataclasses.fields(AudioFeatures):
+        assert getattr(AudioKeys(), field.name) == getattr(features, field.name), field.name

@@ -48,7 +48,6 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
     import tfft  # noqa: F401  (registers tfft's layers for text models)
     from tfft.model_file import read_metadata
     from tfft.recipe import recipe_from_run
-    from tfft.trainer import Trainer
 
     run_dir = os.path.expanduser(str(run_dir))
     model_path = os.path.join(run_dir, "model.keras")
@@ -63,14 +62,7 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
         raise TfftError("tfft evaluate scores single-label runs; this run is multi-label (data.multi_label=True).")
     metadata = read_metadata(model_path) or {}
     run_classes = list(metadata.get("class_names") or trained.get("class_names") or [])
-    recipe = dataclasses.replace(recipe, data=_data_config(recipe.data, data, batch_size))
-    # The run's own trainer class builds the pipeline, so a recipe's `build_backbone` or
-    # `build_datasets` hook preprocesses as it did in training; the backbone is only built
-    # for its preprocessing (no weights are loaded).
-    trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, verbose=0, dry_run=True, save=False)
-    trainer.backbone = trainer.build_backbone()
-    trainer.statistics = metadata.get("statistics")  # normalise as in training, not by this data
-    datasets = trainer.build_datasets()
+    datasets = labelled_datasets(recipe, metadata, run_dir, data, batch_size)
     unknown = [c for c in datasets.class_names if c not in run_classes]
     if unknown:
         raise DataError(f"{data} holds labels the run was not trained on: {unknown}. The run's classes: {run_classes}")
@@ -92,6 +84,21 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
     out = os.path.join(run_dir, "evaluations", name)
     _write(out, report, run_dir, name)
     return report
+
+
+def labelled_datasets(recipe, metadata, run_dir, data, batch_size=None):
+    """`Datasets` whose validation split is every example of `data`, made by the run's own
+    pipeline: its trainer class (so a recipe's `build_backbone` or `build_datasets` hook
+    preprocesses as in training; the backbone is built for its preprocessing only, no
+    weights loaded) and the normalisation statistics saved in `model.keras` (`metadata`),
+    not statistics of `data`."""
+    from tfft.trainer import Trainer
+
+    recipe = dataclasses.replace(recipe, data=_data_config(recipe.data, data, batch_size))
+    trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, verbose=0, dry_run=True, save=False)
+    trainer.backbone = trainer.build_backbone()
+    trainer.statistics = metadata.get("statistics")
+    return trainer.build_datasets()
 
 
 def _data_config(config, data, batch_size):

@@ -255,3 +255,29 @@ class BlobTrainer(Trainer):
     def build_datasets(self):
         return array_datasets(*gaussian_blobs(**self.blobs), batch_size=self.recipe.data.batch_size,
                               seed=self.recipe.data.seed, holdout=self.recipe.data.holdout)
+
+
+def run_probabilities(run_dir, data):
+    """`(examples, probabilities)` of a finished run's `model.keras` on labelled `data`
+    through the run's own pipeline (what `tfft evaluate` scores): the reference an export
+    must match. `examples` are the files (or texts) in the order of the rows."""
+    from tfft.evaluate_run import labelled_datasets
+    from tfft.model_file import read_metadata
+    from tfft.recipe import recipe_from_run
+
+    model_path = os.path.join(run_dir, "model.keras")
+    datasets = labelled_datasets(recipe_from_run(run_dir), read_metadata(model_path) or {}, str(run_dir), data)
+    logits = keras.models.load_model(model_path).predict(datasets.validation, verbose=0)
+    return [example for example, _ in datasets.items["validation"]], tf.nn.softmax(logits).numpy()
+
+
+def tflite_outputs(path, inputs):
+    """The first output of the TFLite model at `path` on the batch `inputs`."""
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    entry = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(entry["index"], inputs.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(entry["index"], inputs)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+

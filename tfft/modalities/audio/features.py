@@ -146,6 +146,26 @@ def log_mel(
     return tf.expand_dims(tf.math.log(mel + _LOG_OFFSET), -1)
 
 
+def statistics_tensors(statistics, n_mels):
+    """`Datasets.statistics` (per-band `mean` and `std` lists) as the `[1, 1, n_mels, 1]`
+    tensors that `normalized_log_mel` takes."""
+    shape = (1, 1, n_mels, 1)
+    return tuple(tf.constant(np.reshape(statistics[k], shape), tf.float32) for k in ("mean", "std"))
+
+
+def normalized_log_mel(waveforms, features, normalize, mean=None, std=None):
+    """Log-mel spectrograms of `[batch, samples]` waveforms, normalised as `normalize` says
+    (`"example"`, `"dataset"` with the training split's `mean` and `std`, or None): the
+    step the pipelines and an exported model share."""
+    spectrogram = features.log_mel(waveforms)
+    spectrogram.set_shape([None, *features.shape])
+    if normalize == "example":
+        return _normalize_example(spectrogram)
+    if normalize == "dataset":
+        return (spectrogram - mean) / std
+    return spectrogram
+
+
 def _normalize_example(spectrogram):
     mean, variance = tf.nn.moments(spectrogram, axes=[1, 2, 3], keepdims=True)
     return (spectrogram - mean) * tf.math.rsqrt(variance + 1e-12)

@@ -13,8 +13,6 @@ normalisation in `tfft/modalities/audio/features.py`, and augmentation in
 
 import numbers
 
-import numpy as np
-
 import tensorflow as tf
 
 from tfft.data import sources
@@ -22,9 +20,10 @@ from tfft.modalities.audio.augment import DEFAULT_AUGMENT, AudioAugment, build_a
 from tfft.modalities.audio.features import (
     AudioFeatures,
     _dataset_statistics,
-    _normalize_example,
     crop_or_pad,
     log_mel,
+    normalized_log_mel,
+    statistics_tensors,
 )
 from tfft.data.checks import (
     check_cache,
@@ -234,19 +233,15 @@ def audio_datasets(
             lambda x, y: crop_or_pad(x, length), num_parallel_calls=tf.data.AUTOTUNE
         )
         if statistics is not None:
-            shape = (1, 1, features.n_mels, 1)
-            mean = tf.constant(np.reshape(statistics["mean"], shape), tf.float32)
-            std = tf.constant(np.reshape(statistics["std"], shape), tf.float32)
+            mean, std = statistics_tensors(statistics, features.n_mels)
         else:
             mean, std = _dataset_statistics(centred, features, batch_size)
 
+    if normalize != "dataset":
+        mean = std = None
+
     def to_features(waveforms, labels, time_keep=None, freq_keep=None):
-        spectrogram = features.log_mel(waveforms)
-        spectrogram.set_shape([None, *features.shape])
-        if normalize == "example":
-            spectrogram = _normalize_example(spectrogram)
-        elif normalize == "dataset":
-            spectrogram = (spectrogram - mean) / std
+        spectrogram = normalized_log_mel(waveforms, features, normalize, mean, std)
         if time_keep is not None:
             spectrogram = spectrogram * time_keep[:, :, None, None]
             spectrogram = spectrogram * freq_keep[:, None, :, None]

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfft.modalities.audio.decode import _resampling_filter
-from tfft.modalities.audio.features import _normalize_example, crop_or_pad
+from tfft.modalities.audio.features import crop_or_pad, normalized_log_mel, statistics_tensors
 
 # The rates an exported model resamples from; any other is an error naming them.
 SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -61,22 +61,13 @@ def spectrogram_function(features, normalize, statistics, preprocess):
     """`[batch, samples]` waveforms at `features.sample_rate` -> the model's inputs, as the
     validation pipeline makes them: centred crop or pad, log-mel, normalisation, the
     backbone's preprocessing. `crop=False` takes clips of exactly `features.samples`."""
-    mean = std = None
-    if normalize == "dataset":
-        shape = (1, 1, features.n_mels, 1)
-        mean = tf.constant(np.asarray(statistics["mean"], np.float32).reshape(shape))
-        std = tf.constant(np.asarray(statistics["std"], np.float32).reshape(shape))
+    mean, std = statistics_tensors(statistics, features.n_mels) if normalize == "dataset" else (None, None)
 
     def spectrograms(waveforms, crop=True):
         if crop:
             waveforms = tf.map_fn(lambda w: crop_or_pad(w, features.samples), waveforms,
                                   fn_output_signature=tf.TensorSpec([features.samples], tf.float32))
-        spectrogram = features.log_mel(waveforms)
-        spectrogram.set_shape([None, *features.shape])
-        if normalize == "example":
-            spectrogram = _normalize_example(spectrogram)
-        elif normalize == "dataset":
-            spectrogram = (spectrogram - mean) / std
+        spectrogram = normalized_log_mel(waveforms, features, normalize, mean, std)
         return preprocess(spectrogram) if preprocess is not None else spectrogram
 
     return spectrograms
