@@ -24,6 +24,7 @@ RECIPE = """
 # TensorFlow and TensorFlow Text (whose ops keras-hub's tokenizers run on), not tfft or keras-hub.
 SERVE = """
 import json, sys
+import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 texts = json.loads(sys.stdin.read())
 out = tf.saved_model.load(sys.argv[1]).signatures["serving_default"](text=tf.constant(texts))
