@@ -1,5 +1,6 @@
 """`tfft export` and `predict` of a text run (the real MiniLM): the SavedModel takes UTF-8
-strings and tokenises them in the graph with keras-hub's preprocessor."""
+strings and tokenises them in the graph with core TensorFlow ops, so TensorFlow alone
+serves it."""
 
 import json
 import os
@@ -21,15 +22,14 @@ RECIPE = """
     schedule = dict(kind="two_phase", steps=6, lr=0.003, finetune_lr=1e-4)
 """
 
-# TensorFlow and TensorFlow Text (whose ops keras-hub's tokenizers run on), not tfft or keras-hub.
+# TensorFlow alone: not tfft, keras-hub or TensorFlow Text (whose ops keras-hub's tokenizers run on).
 SERVE = """
 import json, sys
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 texts = json.loads(sys.stdin.read())
 out = tf.saved_model.load(sys.argv[1]).signatures["serving_default"](text=tf.constant(texts))
 print(json.dumps(dict(probabilities=out["probabilities"].numpy().tolist(),
-                      imported=sorted(m for m in sys.modules if m.split(".")[0] in ("tfft", "keras_hub")))))
+                      imported=sorted(m for m in sys.modules if m.split(".")[0] in ("tfft", "keras_hub", "tensorflow_text")))))
 """
 
 
@@ -40,7 +40,10 @@ def run(tmp_path_factory):
     rows = ["text,label"] + [f"please refund order {i} it was broken,refund" for i in range(12)] + \
         [f"my password reset link {i} fails,account" for i in range(12)]
     (root / "tickets.csv").write_text("\n".join(rows) + "\n")
-    (root / "new.csv").write_text("text,label\nrefund my broken order please,refund\nthe reset link fails again,account\n")
+    (root / "new.csv").write_text("text,label\nrefund my broken order please,refund\nthe reset link fails again,account\n"
+                                  '"Refund my BROKEN order, please!!! Caf\u00e9 na\u00efve r\u00e9sum\u00e9 \u6771\u4eac",refund\n'
+                                  '"my password-reset link (sent twice) never works; I tried and tried and tried '
+                                  'again, every single day of this long week",account\n')
     recipe = write_recipe(root / "text.py", RECIPE.format(data=str(root / "tickets.csv")))
     result = CliRunner().invoke(main, ["run", str(recipe), "--out", str(root / "run")])
     assert result.exit_code == 0, result.output
@@ -68,7 +71,7 @@ def test_tflite_is_refused_with_the_reason(run):
     result = CliRunner().invoke(main, ["export", str(run / "run"), "--format", "tflite"])
     assert result.exit_code == 2
     assert result.output.strip() == ("error: TFLite cannot serve this text model: TFLite has no ops for its "
-                                     "tokenizer (keras-hub runs it with tensorflow-text); export a saved_model instead.")
+                                     "tokenizer (strings in, token ids out); export a saved_model instead.")
 
 
 def test_predict_reads_csv_jsonl_and_stdin(run):
@@ -81,8 +84,8 @@ def test_predict_reads_csv_jsonl_and_stdin(run):
     for result in (from_csv, from_jsonl, from_stdin):
         assert result.exit_code == 0, result.output
     rows = [[json.loads(line) for line in r.output.splitlines()] for r in (from_csv, from_jsonl, from_stdin)]
-    assert [r["input"] for r in rows[0]] == [f"{run / 'new.csv'}:1", f"{run / 'new.csv'}:2"]
+    assert [r["input"] for r in rows[0]] == [f"{run / 'new.csv'}:{number}" for number in range(1, 5)]
     assert [r["input"] for r in rows[2]] == ["-:1", "-:3"]
     _, expected = _pipeline(run, run / "new.csv")
     for got in rows:
-        np.testing.assert_allclose([r["top"][0]["probability"] for r in got], expected.max(-1), atol=1e-5)
+        np.testing.assert_allclose([r["top"][0]["probability"] for r in got], expected.max(-1)[: len(got)], atol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 from tfft import Trainer
 from tfft.backbones import build_backbone
 from tfft.errors import BackboneError
-from tfft.model_file import read_metadata, write_metadata
+from tfft.model_file import extracted_assets, read_metadata, write_assets, write_metadata
 from tfft.recipe import Recipe
 from tfft.testing import write_image_folder
 
@@ -82,3 +82,23 @@ def test_metadata_is_written_once_and_absent_from_other_files(tmp_path):
     with pytest.raises(ValueError, match="already holds tfft.json"):
         write_metadata(path, dict(modality="image"))
     assert read_metadata(tmp_path / "missing.keras") is None
+
+
+def test_assets_go_under_tfft_and_come_back_as_files(tmp_path):
+    path = tmp_path / "plain.keras"
+    _custom_cnn(path)
+    with extracted_assets(path, "preprocessor") as directory:
+        assert directory is None
+    source = tmp_path / "files"
+    (source / "preprocessor" / "assets").mkdir(parents=True)
+    (source / "preprocessor" / "preprocessor.json").write_text("{}")
+    (source / "preprocessor" / "assets" / "vocabulary.txt").write_bytes(b"[PAD]\n\xc3\xa9\n")
+    write_assets(path, source)
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(n for n in archive.namelist() if n.startswith("tfft/")) == [
+            "tfft/preprocessor/assets/vocabulary.txt", "tfft/preprocessor/preprocessor.json"]
+    with extracted_assets(path, "preprocessor") as directory:
+        assert (tmp_path / directory / "assets" / "vocabulary.txt").read_bytes() == b"[PAD]\n\xc3\xa9\n"
+        kept = directory
+    assert not (tmp_path / kept).exists()  # a temporary directory, gone after use
+    assert keras.models.load_model(path).name == "custom_cnn"  # Keras ignores tfft's entries

@@ -6,6 +6,7 @@ keras-hub preset; tfft then loads the preset with `build_text_encoder`.
 """
 
 import io
+import os
 
 import keras
 import numpy as np
@@ -265,3 +266,50 @@ def test_cls_pooling_ends_in_the_pooler_where_there_is_one(family, presets):
     else:
         reference = (outputs["sequence_output"] if isinstance(outputs, dict) else outputs)[:, 0]
     np.testing.assert_allclose(features, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["bert", pytest.param("xlm_roberta", marks=pytest.mark.slow)])
+def test_a_fine_tuned_text_model_is_the_backbone_of_another_recipe(family, presets, tmp_path):
+    """model.keras carries its tokenizer: a second recipe names only the file, gets the
+    groups and the tokenizer of the first, and starts from the fine-tuned weights."""
+    from tfft.model_file import extracted_assets
+    from tfft.recipe import Recipe
+    from tfft.trainer import Trainer
+
+    directory, _ = presets(family)
+    rows = ["text,label"] + [f"{line},{'fox' if 'fox' in line else 'other'}" for line in CORPUS * 4]
+    (tmp_path / "texts.csv").write_text("\n".join(rows) + "\n")
+
+    def recipe(backbone):
+        return Recipe().with_overrides([
+            "data.kind='text'", f"data.manifest={str(tmp_path / 'texts.csv')!r}", f"data.sequence_length={SEQUENCE_LENGTH}",
+            "data.batch_size=4", "data.validation_split=0.25", f"backbone.name={backbone!r}", "schedule.kind='two_phase'",
+            "schedule.steps=4", "schedule.lr=0.01", "schedule.finetune_lr=0.001"])
+
+    first = Trainer(recipe(directory), out_dir=str(tmp_path / "first"), verbose=0)
+    first.run()
+    model_path = str(tmp_path / "first" / "model.keras")
+    with extracted_assets(model_path, "preprocessor") as saved:
+        assert "preprocessor.json" in os.listdir(saved) and os.listdir(os.path.join(saved, "assets", "tokenizer"))
+
+    again = Trainer(recipe(model_path), out_dir=str(tmp_path / "again"), verbose=0, dry_run=True)
+    backbone = again.build_backbone()
+    assert [name for name, _ in backbone.metadata["groups"]] == [g.name for g in first.groups if g.name != "head"]
+    texts = ["the lazy fox", "a round dog"]
+    for key, value in first.backbone.preprocess(texts).items():
+        np.testing.assert_array_equal(backbone.preprocess(texts)[key], value, err_msg=key)
+    trained = {w.path: w.numpy() for w in first.backbone.model.weights}
+    assert all(np.array_equal(w.numpy(), trained[w.path]) for w in backbone.model.weights)
+
+    metrics = Trainer(recipe(model_path), out_dir=str(tmp_path / "again"), verbose=0).run()
+    assert sorted(metrics["per_class"]) == ["fox", "other"]
+
+
+def test_a_keras_file_without_a_tokenizer_is_refused_as_a_text_backbone(presets, tmp_path):
+    from tfft.errors import BackboneError
+
+    directory, _ = presets("bert")
+    bare = build_text_encoder(directory, sequence_length=SEQUENCE_LENGTH).model
+    bare.save(str(tmp_path / "bare.keras"))
+    with pytest.raises(BackboneError, match="bare.keras holds no tokenizer"):
+        build_backbone(str(tmp_path / "bare.keras"), modality="text", sequence_length=SEQUENCE_LENGTH)

@@ -92,11 +92,12 @@ def labelled_datasets(recipe, metadata, run_dir, data, batch_size=None):
     preprocesses as in training; the backbone is built for its preprocessing only, no
     weights loaded) and the normalisation statistics saved in `model.keras` (`metadata`),
     not statistics of `data`."""
+    from tfft.export import run_backbone
     from tfft.trainer import Trainer
 
     recipe = dataclasses.replace(recipe, data=_data_config(recipe.data, data, batch_size))
     trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, verbose=0, dry_run=True, save=False)
-    trainer.backbone = trainer.build_backbone()
+    trainer.backbone = run_backbone(trainer, os.path.join(run_dir, "model.keras"))
     trainer.statistics = metadata.get("statistics")
     return trainer.build_datasets()
 

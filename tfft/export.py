@@ -40,6 +40,8 @@ class Serving:
             `features` takes something else (default `features`).
         file_signature: the exported signature that takes file contents.
         extra: more signatures of the SavedModel, `{name: (input specs, features)}`.
+        track: TensorFlow resources the features use besides the model (lookup tables of
+            a tokenizer), for the SavedModel to save.
     """
 
     signature: list
@@ -50,6 +52,7 @@ class Serving:
     file_features: Optional[Callable] = None
     file_signature: str = "serving_default"
     extra: dict = dataclasses.field(default_factory=dict)
+    track: list = dataclasses.field(default_factory=list)
 
 
 def export_run(run_dir, format="saved_model", out=None, verbose=0):
@@ -77,6 +80,8 @@ def export_run(run_dir, format="saved_model", out=None, verbose=0):
         out = out or os.path.join(run_dir, "export", "saved_model")
         archive = keras.export.ExportArchive()
         archive.track(model)
+        for resource in serving.track:
+            archive.track(resource)
         archive.add_endpoint("serving_default", lambda *inputs: outputs(serving.features(*inputs)),
                              input_signature=serving.signature)
         for name, (signature, features) in serving.extra.items():
@@ -151,10 +156,21 @@ def load_run_serving(run_dir):
     metadata = read_metadata(model_path) or {}
     class_names = metadata.get("class_names") or _class_names(run_dir)
     trainer = (recipe.trainer or Trainer)(recipe, out_dir=run_dir, verbose=0, dry_run=True, save=False)
-    serving = get(recipe.data.kind).serving(recipe, trainer.build_backbone(), metadata)
+    serving = get(recipe.data.kind).serving(recipe, run_backbone(trainer, model_path), metadata)
     if serving is None:
         raise TfftError(f"tfft does not serve {recipe.data.kind} models yet: export and predict take image runs.")
     return recipe, serving, keras.models.load_model(model_path), list(class_names)
+
+
+def run_backbone(trainer, model_path):
+    """The run's backbone as its trainer builds it (no weights loaded), with the
+    preprocessing `model.keras` carries where it carries one (a text run's tokenizer)."""
+    from tfft.modalities import get
+
+    backbone = trainer.build_backbone()
+    modality = get(trainer.recipe.data.kind)
+    stored = modality.stored_preprocessing(model_path, **modality.backbone_options(trainer.recipe))
+    return backbone if stored is None else dataclasses.replace(backbone, preprocess=stored)
 
 
 def _class_names(run_dir):

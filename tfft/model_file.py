@@ -2,7 +2,9 @@
 
 A `.keras` file is a zip archive; Keras reads its own entries and ignores others, so tfft
 adds one: the modality, the class names, the backbone's layer groups (each by its first
-layer, in order) and its input shape. `tfft.backbones.build_backbone` reads it back when a
+layer, in order) and its input shape. Files a modality needs to turn raw inputs into the
+model's inputs (a text encoder's tokenizer and vocabulary) go under `tfft/` in the same
+archive (`write_assets`, `extracted_assets`). `tfft.backbones.build_backbone` reads it back when a
 fine-tuned model is the backbone of another recipe, so that recipe needs neither
 `backbone.groups` nor `backbone.input_size`.
 
@@ -11,10 +13,14 @@ Example:
     ['glioma', 'meningioma', 'none', 'pituitary']
 """
 
+import contextlib
 import json
+import os
+import tempfile
 import zipfile
 
 ENTRY = "tfft.json"
+ASSETS = "tfft/"
 FORMAT = 1
 
 
@@ -35,6 +41,39 @@ def read_metadata(path):
             return json.loads(archive.read(ENTRY))
     except (OSError, zipfile.BadZipFile, ValueError):
         return None
+
+
+def write_assets(path, directory):
+    """Add every file under `directory` to the `.keras` archive at `path`, under `tfft/`."""
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        for root, _, files in os.walk(directory):
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                archive.write(full, ASSETS + os.path.relpath(full, directory).replace(os.sep, "/"))
+
+
+@contextlib.contextmanager
+def extracted_assets(path, folder=""):
+    """A temporary directory holding the `tfft/<folder>` files of the `.keras` file at
+    `path` (removed on exit), or None when it holds none."""
+    prefix = ASSETS + (folder.strip("/") + "/" if folder else "")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile):
+        yield None
+        return
+    with archive, tempfile.TemporaryDirectory() as directory:
+        names = [n for n in archive.namelist()
+                 if n.startswith(prefix) and not n.endswith("/") and ".." not in n.split("/")]
+        if not names:
+            yield None
+            return
+        for name in names:
+            target = os.path.join(directory, *name[len(prefix):].split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as file:
+                file.write(archive.read(name))
+        yield directory
 
 
 def group_patterns(groups):

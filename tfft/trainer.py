@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -751,6 +752,9 @@ class Trainer(StageLoop):
         partial = os.path.join(self.out_dir, "model.partial.keras")
         keras.Model(self.model.input, self.model.output, name=self.model.name).save(partial)
         model_file.write_metadata(partial, self._model_metadata())
+        with tempfile.TemporaryDirectory() as directory:
+            modalities.get(self.recipe.data.kind).save_preprocessing(self.backbone, directory)
+            model_file.write_assets(partial, directory)
         os.replace(partial, final)
 
     def _model_metadata(self):

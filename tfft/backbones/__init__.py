@@ -32,6 +32,7 @@ class Backbone:
             BatchNorm statistics are kept frozen by default only when they are pretrained.
         note: a line to show the user about the weights (how `pretrained` was decided).
         metadata: the `tfft.json` of a `.keras` file tfft saved (`tfft.model_file`), or None.
+        source: the `.keras` file the model was loaded from, or None.
 
     Example:
         >>> backbone = build_backbone("MobileNetV3Small", weights=None, input_size=96)
@@ -47,6 +48,7 @@ class Backbone:
     pretrained: bool = True
     note: str = ""
     metadata: Optional[dict] = None
+    source: Optional[str] = None
 
     @property
     def image_size(self):

@@ -107,6 +107,7 @@ def load_backbone_file(path, family=None):
         pretrained=not untrained,
         note=note,
         metadata=metadata,
+        source=path,
     )
 
 

@@ -121,6 +121,16 @@ class Modality:
         into the model's input (feature settings, statistics of the training split)."""
         return {}
 
+    def save_preprocessing(self, backbone, directory):
+        """Write into `directory` the files `model.keras` must carry, beside `tfft.json`, to
+        turn raw inputs into the model's inputs (they go under `tfft/` in the archive):
+        none by default."""
+
+    def stored_preprocessing(self, model_path, **options):
+        """The preprocessing the `.keras` file at `model_path` carries (what
+        `save_preprocessing` wrote), or None; `options` as `backbone_options` gives them."""
+        return None
+
     def serving(self, recipe, backbone, metadata):
         """How an exported model takes raw inputs: a `Serving` (see `tfft.export`), or
         None when this modality cannot be exported yet. `metadata` is the `tfft.json`."""

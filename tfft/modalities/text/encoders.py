@@ -171,6 +171,25 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
     )
 
 
+def stored_preprocessor(path, sequence_length=None):
+    """The keras-hub preprocessor a tfft text `model.keras` carries (`tfft/preprocessor/`),
+    with `sequence_length` when given, or None for a file without one."""
+    import json
+
+    from tfft.model_file import extracted_assets
+
+    with extracted_assets(path, "preprocessor") as directory:
+        if directory is None:
+            return None
+        import_keras_hub()
+        with open(os.path.join(directory, "preprocessor.json"), encoding="utf-8") as file:
+            preprocessor = keras.saving.deserialize_keras_object(json.load(file))
+        preprocessor.load_preset_assets(directory)
+    if sequence_length:
+        preprocessor.sequence_length = sequence_length
+    return preprocessor
+
+
 def _preprocessor(keras_hub, preset, sequence_length):
     try:
         return keras_hub.models.TextClassifierPreprocessor.from_preset(preset, sequence_length=sequence_length)

@@ -25,6 +25,31 @@ class TextModality(Modality):
         return build_text_encoder(name, weights=weights, sequence_length=sequence_length, pooling=pooling,
                                   load_weights=load_weights)
 
+    def file_backbone(self, backbone, input_size=None, sequence_length=128, pooling="avg"):
+        """A text model tfft saved, with the tokenizer it carries (`pooling` is in it already)."""
+        import dataclasses
+
+        from tfft.errors import BackboneError
+        from tfft.freezing import GroupRules
+        from tfft.modalities.text.encoders import SHARED
+
+        preprocess = self.stored_preprocessing(backbone.source, sequence_length=sequence_length)
+        if preprocess is None:
+            raise BackboneError(f"{backbone.source} holds no tokenizer: a text backbone from a .keras file must be the "
+                                "model.keras of a tfft text run (or give the encoder's preset directory instead).")
+        rules = backbone.rules and GroupRules(patterns=backbone.rules.patterns, shared=SHARED)
+        return dataclasses.replace(backbone, preprocess=preprocess, rules=rules)
+
+    def save_preprocessing(self, backbone, directory):
+        """keras-hub's preprocessor (tokenizer, vocabulary, packer) as a preset folder."""
+        if hasattr(backbone.preprocess, "save_to_preset"):
+            backbone.preprocess.save_to_preset(os.path.join(directory, "preprocessor"))
+
+    def stored_preprocessing(self, model_path, sequence_length=None, **options):
+        from tfft.modalities.text.encoders import stored_preprocessor
+
+        return stored_preprocessor(model_path, sequence_length=sequence_length)
+
     def labelled_source(self, path, given):
         if os.path.isdir(path):
             return dict(path=path)
@@ -119,18 +144,23 @@ class TextModality(Modality):
         logger.log_examples(tag, text=table)
 
     def serving(self, recipe, backbone, metadata):
-        """UTF-8 strings, tokenised by the run's keras-hub preprocessor inside the graph.
-        TFLite has no tokenizer ops: refused with the reason."""
+        """UTF-8 strings, tokenised inside the graph: in core TensorFlow ops for WordPiece
+        encoders (`serving.WordPieceGraph`: the SavedModel loads with TensorFlow alone),
+        else by keras-hub's preprocessor (its ops are TensorFlow Text's: load it after
+        `import tensorflow_text`). TFLite has no tokenizer ops: refused with the reason."""
         import tensorflow as tf
 
         from tfft.export import Serving
+        from tfft.modalities.text.serving import WordPieceGraph, unsupported
 
         preprocess = backbone.preprocess
+        if not unsupported(preprocess):
+            preprocess = WordPieceGraph(preprocess)
         return Serving(
             signature=[tf.TensorSpec([None], tf.string, name="text")],
             features=lambda text: preprocess(text),
-            lite_refusal="TFLite has no ops for its tokenizer (keras-hub runs it with tensorflow-text); "
-                         "export a saved_model instead.",
+            lite_refusal="TFLite has no ops for its tokenizer (strings in, token ids out); export a saved_model instead.",
+            track=[preprocess] if isinstance(preprocess, tf.Module) else [],
         )
 
     def tune_candidates(self, base):
