@@ -118,3 +118,30 @@ def test_cli_prints_the_table_and_errors_in_one_line(run):
     assert missing.exit_code == 2 and missing.output.strip() == f"error: Evaluation data not found: {run / 'nowhere'}"
     unfinished = CliRunner().invoke(main, ["evaluate", str(run / "test"), "--data", str(run / "test")])
     assert unfinished.exit_code == 2 and "holds no finished run" in unfinished.output
+
+
+def test_a_csv_manifest_scores_as_its_folder_does(run):
+    rows = ["path,label"] + [f"{label}/{file},{label}" for label in sorted(os.listdir(run / "test"))
+                             for file in sorted(os.listdir(run / "test" / label))]
+    (run / "test" / "test.csv").write_text("\n".join(rows) + "\n")
+    folder = evaluate_run(run / "run", run / "test", name="folder")
+    manifest = evaluate_run(run / "run", run / "test" / "test.csv")
+    assert manifest["num_examples"] == 18 and manifest["confusion_matrix"] == folder["confusion_matrix"]
+    assert (run / "run" / "evaluations" / "test" / "metrics.json").exists()
+
+
+def test_a_tfds_split_is_scored_through_the_folders_it_is_written_as(run, tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setenv("TFFT_CACHE", str(tmp_path / "cache"))
+    with tfds.testing.mock_data(num_examples=24):
+        with pytest.raises(DataError, match=r"tfds:tf_flowers:train holds labels the run was not trained on: \["):
+            evaluate_run(run / "run", "tfds:tf_flowers:train")
+        body = RECIPE.replace("path={data!r}", "tfds='tf_flowers', tfds_split=['train', None]").format()
+        recipe = write_recipe(tmp_path / "flowers.py", body)
+        result = CliRunner().invoke(main, ["run", str(recipe), "--out", str(tmp_path / "flowers")])
+        assert result.exit_code == 0, result.output
+        report = evaluate_run(tmp_path / "flowers", "tfds:tf_flowers:train")
+    folder = tmp_path / "cache" / "tfds" / "tf_flowers-3.0.1" / "train"
+    assert report["num_examples"] == 24 and (tmp_path / "flowers" / "evaluations" / "tfds_tf_flowers_train").is_dir()
+    assert evaluate_run(tmp_path / "flowers", folder)["confusion_matrix"] == report["confusion_matrix"]

@@ -232,7 +232,8 @@ def _report(metrics, trainer):
 @main.command()
 @click.argument("run_dir", metavar="RUN")
 @click.option("--data", "data", required=True, metavar="PATH",
-              help="Labelled data of the run's modality: a class-per-folder tree (text: also CSV or JSON lines).")
+              help="Labelled data of the run's modality: a class-per-folder tree, a CSV manifest (text: also JSON "
+                   "lines), or a TFDS split as tfds:NAME:SPLIT.")
 @click.option("--name", default=None, help="Folder under RUN/evaluations/ (default: from PATH).")
 @_user_errors
 def evaluate(run_dir, data, name):

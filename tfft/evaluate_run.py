@@ -34,8 +34,9 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
 
     Args:
         run_dir: a finished run directory (`metrics.json`, `model.keras`, `recipe.json`).
-        data: what the run's modality reads as labelled data: a class-per-folder tree, or
-            for text also a CSV or JSON-lines file with the run's columns.
+        data: what the run's modality reads as labelled data: a class-per-folder tree, a
+            CSV manifest (for text also a JSON-lines file) with the run's columns, or a
+            TFDS split as `tfds:NAME:SPLIT`.
         name: the evaluation's folder name under `RUN/evaluations/` (default: from `data`).
         batch_size: examples per batch (default: the run's `data.batch_size`).
 
@@ -104,14 +105,22 @@ def labelled_datasets(recipe, metadata, run_dir, data, batch_size=None):
 
 def _data_config(config, data, batch_size):
     """The run's `data` section with `data` as the only source, every example in the
-    validation split (read twice over is cheaper than a second pipeline), no augmentation."""
-    path = os.path.expanduser(str(data))
-    if not os.path.exists(path):
-        raise DataError(f"Evaluation data not found: {data}")
+    validation split (read twice over is cheaper than a second pipeline), no augmentation.
+    `tfds:NAME:SPLIT` (or `tfds:NAME`, the `test` split) names a TFDS split."""
     from tfft.modalities import get
 
-    sources = dict(path=None, manifest=None, jsonl=None, tfds=None, validation_path=path)
-    sources.update(get(config.kind).labelled_source(path, str(data)))
+    sources = dict(path=None, manifest=None, jsonl=None, tfds=None)
+    if str(data).startswith("tfds:"):
+        name, _, split = str(data)[len("tfds:"):].rpartition(":")
+        name, split = (name, split) if name else (split, "test")
+        sources.update(validation_path=None)
+        sources.update(get(config.kind).labelled_tfds(name, split))
+    else:
+        path = os.path.expanduser(str(data))
+        if not os.path.exists(path):
+            raise DataError(f"Evaluation data not found: {data}")
+        sources.update(validation_path=path)
+        sources.update(get(config.kind).labelled_source(path, str(data)))
     changes = dict(sources, holdout=None, synthetic=None, verify=False, cache=False, on_error="raise",
                    class_weights=None, augment={}, batch_size=batch_size or config.batch_size)
     return dataclasses.replace(config, **changes)

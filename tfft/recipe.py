@@ -65,6 +65,11 @@ class CommonDataKeys:
         path: a class-per-folder tree (images; `.txt` files for text; recordings for audio).
         manifest: a CSV file: `path,label` columns for images and audio (paths relative to
             the file); for text, the columns `text_column` and `label_column`.
+        tfds: a TensorFlow Datasets name (`"tf_flowers"`, `"speech_commands"`,
+            `"imdb_reviews"`), split by `tfds_split`. Images and recordings are written
+            once as class folders in tfft's cache and read like a folder.
+        tfds_split: `[train_split, validation_split]` of a TFDS data set; a validation split
+            of None holds out `validation_split` of the training split.
         validation_path: the validation split, of the same kind as the source (a folder
             tree, a CSV or JSON-lines file).
         validation_split: fraction held out for validation when there is no
@@ -95,6 +100,8 @@ class CommonDataKeys:
     kind: str = "image"
     path: Optional[str] = None
     manifest: Optional[str] = None
+    tfds: Optional[str] = None
+    tfds_split: list = dataclasses.field(default_factory=lambda: ["train", "test"])
     validation_path: Optional[str] = None
     validation_split: float = 0.2
     holdout: Optional[float] = None

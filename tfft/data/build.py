@@ -70,6 +70,8 @@ def _datasets(config, backbone, input_size, dry_run, verbose, statistics):
                 f"Received: data.synthetic={config.synthetic!r}"
             )
         sources.update(modality.demo_set(config, input_size, verbose))
+    elif config.tfds is not None and modality.tfds_feature is not None:
+        sources.update(modality.tfds_sources(config, verbose))
     return modality.datasets(config, backbone, input_size, dry_run=dry_run, sources=sources, statistics=statistics)
 
 

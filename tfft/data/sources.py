@@ -341,7 +341,8 @@ def split_files(path, manifest, validation_path, validation_split, seed, extensi
     Args:
         path: class-per-folder tree, or None.
         manifest: CSV manifest, or None.
-        validation_path: optional class-per-folder tree used as the validation split.
+        validation_path: optional class-per-folder tree (or CSV manifest) used as the
+            validation split.
         validation_split: share of each class held out when there is no validation_path.
         seed: integer seed of the split.
         extensions: file name endings of the class folders, e.g. `(".wav",)`.
@@ -376,7 +377,10 @@ def split_files(path, manifest, validation_path, validation_split, seed, extensi
             class_names, source, paths,
         )
     if validation_path is not None:
-        val_paths, val_labels, val_names = list_class_folders(validation_path, extensions)
+        if str(validation_path).lower().endswith(".csv"):
+            val_paths, val_labels, val_names = read_manifest(validation_path)
+        else:
+            val_paths, val_labels, val_names = list_class_folders(validation_path, extensions)
         if val_names != class_names:
             missing = sorted(set(class_names) - set(val_names))
             extra = sorted(set(val_names) - set(class_names))

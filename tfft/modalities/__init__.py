@@ -45,12 +45,16 @@ class Modality:
         file_argument: the name of the exported signature's input that takes file
             contents (`image_bytes`, `wav_bytes`, `text`).
         extensions: the file suffixes of its files, for folders given to `tfft predict`.
+        tfds_feature: the TFDS feature class its files come from (`"Image"`, `"Audio"`):
+            a `data.tfds` source is written as class folders (`tfft.data.tfds_files`)
+            with `tfds_file`; None when the modality reads TFDS itself, or not at all.
     """
 
     name = None
     file_argument = None
     extensions = ()
-    sources = ("path", "manifest")
+    sources = ("path", "manifest", "tfds")
+    tfds_feature = None
     synthetic = None
     augment = {}
     strong_augment = None
@@ -102,6 +106,34 @@ class Modality:
 
         return file_contents(inputs, self.extensions)
 
+    def tfds_file(self, value, feature, stem):
+        """Write one TFDS example's `value` (of the TFDS `feature`) to `stem` plus an
+        extension this modality reads; return the path."""
+        raise NotImplementedError
+
+    def tfds_sources(self, config, verbose=0):
+        """The folder sources of `data.tfds` (written once in the cache)."""
+        from tfft.data.tfds_files import tfds_folders
+
+        if config.path is not None or config.manifest is not None:
+            given = [f"data.{key}" for key in ("path", "manifest", "tfds") if getattr(config, key) is not None]
+            raise DataError(f"Give one data source: data.path, data.manifest or data.tfds. Received: {', '.join(given)}")
+        if not isinstance(config.tfds_split, (list, tuple)) or len(config.tfds_split) != 2:
+            raise DataError(f"data.tfds_split is [train_split, validation_split] (None: split the training data). "
+                            f"Received: data.tfds_split={config.tfds_split!r}")
+        folders = tfds_folders(config.tfds, tuple(config.tfds_split), self.tfds_feature, self.tfds_file, verbose)
+        return dict(path=folders["path"], validation_path=config.validation_path or folders["validation_path"])
+
+    def labelled_tfds(self, name, split):
+        """The sources that put every example of the TFDS split into the validation
+        split (`tfft evaluate --data tfds:NAME:SPLIT`)."""
+        from tfft.data.tfds_files import tfds_folders
+
+        if self.tfds_feature is None:
+            raise DataError(f"tfft evaluate does not read TFDS data for {self.name} runs. Received: tfds:{name}:{split}")
+        folder = tfds_folders(name, (split, None), self.tfds_feature, self.tfds_file)["path"]
+        return dict(path=folder, validation_path=folder)
+
     def unreadable(self, files):
         """The files among `files` this modality cannot read, in order (to name the file
         behind an error in the middle of an epoch)."""
@@ -109,12 +141,16 @@ class Modality:
 
     def labelled_source(self, path, given):
         """The `data` source key a labelled data set at `path` goes to (`tfft evaluate`):
-        a class-per-folder tree; `given` is the path as the user wrote it, for the error."""
+        a class-per-folder tree or a CSV manifest; `given` is the path as the user wrote
+        it, for the error."""
         import os
 
         if os.path.isdir(path):
             return dict(path=path)
-        raise DataError(f"tfft evaluate reads a class-per-folder tree for {self.name} data. Received: {given}")
+        if path.lower().endswith(".csv"):
+            return dict(manifest=path)
+        raise DataError(f"tfft evaluate reads a class-per-folder tree or a CSV manifest for {self.name} data. "
+                        f"Received: {given}")
 
     def model_metadata(self, recipe, datasets):
         """What this modality adds to `model.keras`'s `tfft.json`: what turns a raw input

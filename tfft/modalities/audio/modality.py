@@ -21,6 +21,7 @@ class AudioModality(Modality):
     takes_applications = True
     file_argument = "wav_bytes"
     extensions = (".wav",) + COMPRESSED
+    tfds_feature = "Audio"
     per_class = None  # every voice, speed and pitch
 
     @staticmethod
@@ -100,6 +101,11 @@ class AudioModality(Modality):
             on_error=config.on_error if not dry_run else "raise",
             statistics=statistics,
         )
+
+    def tfds_file(self, value, feature, stem):
+        from tfft.data.tfds_files import write_audio
+
+        return write_audio(value, feature, stem)
 
     def demo_set(self, config, input_size, verbose=0):
         from tfft.data.build import cache_dir, say_demo

@@ -22,6 +22,7 @@ class ImageModality(Modality):
     takes_applications = True
     file_argument = "image_bytes"
     extensions = IMAGE_EXTENSIONS
+    tfds_feature = "Image"
     per_class = 150
 
     def backbone_options(self, recipe):
@@ -83,6 +84,11 @@ class ImageModality(Modality):
         directory = os.path.join(cache_dir(), f"synthetic_mri_{size}px_{per_class}_seed{config.seed}")
         say_demo(verbose, self.synthetic, directory)
         return dict(path=make_synthetic_mri(directory, per_class=per_class, image_size=size, seed=config.seed))
+
+    def tfds_file(self, value, feature, stem):
+        from tfft.data.tfds_files import write_image
+
+        return write_image(value, feature, stem)
 
     def unreadable(self, files):
         from tfft.modalities.image.pipeline import find_undecodable

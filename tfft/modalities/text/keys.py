@@ -16,9 +16,6 @@ class TextKeys:
             `label_delimiter`); trained with a sigmoid per class.
         label_delimiter: separator of labels in one string, e.g. `"|"`.
         sequence_length: tokens per text after padding or truncation.
-        tfds: a TensorFlow Datasets name (`"imdb_reviews"`), split by `tfds_split`.
-        tfds_split: `[train_split, validation_split]` of a TFDS data set; a validation split
-            of None splits the training split.
     """
 
     jsonl: Optional[str] = None
@@ -27,8 +24,6 @@ class TextKeys:
     multi_label: bool = False
     label_delimiter: Optional[str] = None
     sequence_length: int = 128
-    tfds: Optional[str] = None
-    tfds_split: list = dataclasses.field(default_factory=lambda: ["train", "test"])
 
 
 KEYS = TextKeys

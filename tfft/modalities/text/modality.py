@@ -50,6 +50,11 @@ class TextModality(Modality):
 
         return stored_preprocessor(model_path, sequence_length=sequence_length)
 
+    def labelled_tfds(self, name, split):
+        # The text pipeline reads TFDS itself: the split as both splits puts all of it in
+        # the validation split.
+        return dict(tfds=name, tfds_split=[split, split])
+
     def labelled_source(self, path, given):
         if os.path.isdir(path):
             return dict(path=path)
