@@ -110,3 +110,28 @@ def test_predict_wav_files_from_the_run_and_the_export_agree(run):
             top = rows[path]["top"][0]
             assert top["label"] == names[int(p.argmax())]
             assert top["probability"] == pytest.approx(float(p.max()), abs=1e-5)
+
+
+def test_predict_reads_flac_and_wav_encodings_beyond_16_bit_pcm(run):
+    import soundfile
+
+    mixed = run / "mixed"
+    encodings = [(".flac", "PCM_16", 22050), (".wav", "PCM_24", 22050), (".wav", "FLOAT", 22050),
+                 (".wav", "PCM_16", 96000)]
+    for index, source in enumerate(sorted((run / "tones22k").rglob("*.wav"))):
+        samples, rate = soundfile.read(str(source), dtype="float32")
+        suffix, subtype, target = encodings[index % len(encodings)]
+        if target != rate:
+            samples = resample(samples, rate, target)
+        out = mixed / source.parent.name / f"{source.stem}{suffix}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(str(out), samples, target, subtype=subtype)
+    files, expected = _pipeline(run, mixed)
+    assert {os.path.splitext(f)[1] for f in files} == {".flac", ".wav"}
+    for source in (run / "run", run / "run" / "export" / "saved_model"):
+        result = CliRunner().invoke(main, ["predict", str(source), str(mixed), "--format", "jsonl"])
+        assert result.exit_code == 0, result.output
+        rows = {json.loads(line)["input"]: json.loads(line) for line in result.output.splitlines()}
+        for path, p in zip(files, expected):
+            # 16-bit PCM carries the clip to serving_wav: within its quantisation of 24-bit and float clips.
+            assert rows[path]["top"][0]["probability"] == pytest.approx(float(p.max()), abs=1e-3), path

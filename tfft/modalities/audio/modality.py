@@ -102,6 +102,35 @@ class AudioModality(Modality):
             statistics=statistics,
         )
 
+    def collect_inputs(self, inputs, recipe=None, stdin=None):
+        """WAV bytes for `serving_wav`, which decodes 16-bit PCM: such files as they are;
+        other WAV encodings, FLAC, Ogg and MP3 decoded by the pipeline's reader and passed
+        as 16-bit PCM at their own rate (resampled to the run's rate, or 16 kHz for an
+        export, when theirs is none an export takes)."""
+        import io
+
+        import soundfile
+
+        from tfft.modalities.audio.decode import read_audio, resample, wav_info
+        from tfft.modalities.audio.serving import SAMPLE_RATES
+        from tfft.predict import file_contents
+
+        names, values = file_contents(inputs, self.extensions)
+        target = recipe.data.sample_rate if recipe is not None else 16000
+        for index, name in enumerate(names):
+            if not name.lower().endswith(COMPRESSED):
+                info = wav_info(name)
+                if info.encoding == "pcm" and info.bits == 16 and info.sample_rate in SAMPLE_RATES:
+                    continue
+            samples, rate = read_audio(name)
+            mono = samples.mean(axis=1)
+            if rate not in SAMPLE_RATES:
+                mono, rate = resample(mono, rate, target), target
+            buffer = io.BytesIO()
+            soundfile.write(buffer, np.clip(mono, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
+            values[index] = buffer.getvalue()
+        return names, values
+
     def tfds_file(self, value, feature, stem):
         from tfft.data.tfds_files import write_audio
 
