@@ -276,7 +276,13 @@ def test_a_fine_tuned_text_model_is_the_backbone_of_another_recipe(family, prese
     from tfft.recipe import Recipe
     from tfft.trainer import Trainer
 
-    directory, _ = presets(family)
+    import shutil
+
+    from tfft.evaluate_run import evaluate_run
+    from tfft.export import export_run
+
+    directory = str(tmp_path / "preset")
+    shutil.copytree(presets(family)[0], directory)
     rows = ["text,label"] + [f"{line},{'fox' if 'fox' in line else 'other'}" for line in CORPUS * 4]
     (tmp_path / "texts.csv").write_text("\n".join(rows) + "\n")
 
@@ -303,6 +309,11 @@ def test_a_fine_tuned_text_model_is_the_backbone_of_another_recipe(family, prese
 
     metrics = Trainer(recipe(model_path), out_dir=str(tmp_path / "again"), verbose=0).run()
     assert sorted(metrics["per_class"]) == ["fox", "other"]
+
+    # From the run directory alone: without the preset, evaluate and export still tokenise.
+    shutil.rmtree(directory)
+    assert evaluate_run(tmp_path / "first", tmp_path / "texts.csv")["num_examples"] == 16
+    assert os.path.isfile(os.path.join(export_run(tmp_path / "first"), "saved_model.pb"))
 
 
 def test_a_keras_file_without_a_tokenizer_is_refused_as_a_text_backbone(presets, tmp_path):

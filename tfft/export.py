@@ -163,14 +163,19 @@ def load_run_serving(run_dir):
 
 
 def run_backbone(trainer, model_path):
-    """The run's backbone as its trainer builds it (no weights loaded), with the
-    preprocessing `model.keras` carries where it carries one (a text run's tokenizer)."""
+    """The run's backbone for its preprocessing: the preprocessing `model.keras` carries
+    where it carries one (a text run's tokenizer; then nothing else is built, so the
+    encoder's preset need not be installed), else as the run's trainer builds it (no
+    weights loaded)."""
+    from tfft.backbones import Backbone
     from tfft.modalities import get
 
-    backbone = trainer.build_backbone()
     modality = get(trainer.recipe.data.kind)
     stored = modality.stored_preprocessing(model_path, **modality.backbone_options(trainer.recipe))
-    return backbone if stored is None else dataclasses.replace(backbone, preprocess=stored)
+    if stored is not None:
+        return Backbone(model=None, preprocess=stored, rules=None, family="", name=trainer.recipe.backbone.name,
+                        source=model_path)
+    return trainer.build_backbone()
 
 
 def _class_names(run_dir):
