@@ -169,7 +169,7 @@ class WordPieceGraph(tf.Module):
 
 def _values(value):
     """A packer's start or end value(s) as a list of ids."""
-    return [int(v) for v in value] if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") else [int(value)]
+    return [int(v) for v in value] if hasattr(value, "__iter__") else [int(value)]
 
 
 def _map_characters(text, table):
