@@ -145,3 +145,13 @@ def test_a_tfds_split_is_scored_through_the_folders_it_is_written_as(run, tmp_pa
     folder = tmp_path / "cache" / "tfds" / "tf_flowers-3.0.1" / "train"
     assert report["num_examples"] == 24 and (tmp_path / "flowers" / "evaluations" / "tfds_tf_flowers_train").is_dir()
     assert evaluate_run(tmp_path / "flowers", folder)["confusion_matrix"] == report["confusion_matrix"]
+
+
+def test_a_tfds_split_of_texts_goes_whole_to_the_validation_split():
+    from tfft.evaluate_run import _data_config
+    from tfft.recipe import Recipe
+
+    config = Recipe().with_overrides(["data.kind='text'", "data.manifest='tickets.csv'"]).data
+    data = _data_config(config, "tfds:imdb_reviews:test", None)
+    assert (data.tfds, data.tfds_split, data.manifest, data.validation_path) == ("imdb_reviews", ["test", "test"], None, None)
+    assert _data_config(config, "tfds:imdb_reviews", 8).tfds_split == ["test", "test"]
