@@ -125,9 +125,10 @@ def test_a_csv_manifest_scores_as_its_folder_does(run):
                              for file in sorted(os.listdir(run / "test" / label))]
     (run / "test" / "test.csv").write_text("\n".join(rows) + "\n")
     folder = evaluate_run(run / "run", run / "test", name="folder")
-    manifest = evaluate_run(run / "run", run / "test" / "test.csv")
+    manifest = evaluate_run(run / "run", run / "test" / "test.csv", name="manifest")
     assert manifest["num_examples"] == 18 and manifest["confusion_matrix"] == folder["confusion_matrix"]
-    assert (run / "run" / "evaluations" / "test" / "metrics.json").exists()
+    saved = json.loads((run / "run" / "evaluations" / "manifest" / "metrics.json").read_text())
+    assert saved["data"] == str(run / "test" / "test.csv")
 
 
 def test_a_tfds_split_is_scored_through_the_folders_it_is_written_as(run, tmp_path, monkeypatch):
@@ -142,7 +143,7 @@ def test_a_tfds_split_is_scored_through_the_folders_it_is_written_as(run, tmp_pa
         result = CliRunner().invoke(main, ["run", str(recipe), "--out", str(tmp_path / "flowers")])
         assert result.exit_code == 0, result.output
         report = evaluate_run(tmp_path / "flowers", "tfds:tf_flowers:train")
-    folder = tmp_path / "cache" / "tfds" / "tf_flowers-3.0.1" / "train"
+    folder = tmp_path / "cache" / "tfds" / "tf_flowers" / "3.0.1" / "train"
     assert report["num_examples"] == 24 and (tmp_path / "flowers" / "evaluations" / "tfds_tf_flowers_train").is_dir()
     assert evaluate_run(tmp_path / "flowers", folder)["confusion_matrix"] == report["confusion_matrix"]
 
@@ -155,3 +156,8 @@ def test_a_tfds_split_of_texts_goes_whole_to_the_validation_split():
     data = _data_config(config, "tfds:imdb_reviews:test", None)
     assert (data.tfds, data.tfds_split, data.manifest, data.validation_path) == ("imdb_reviews", ["test", "test"], None, None)
     assert _data_config(config, "tfds:imdb_reviews", 8).tfds_split == ["test", "test"]
+    for given, name, split in [("tfds:mnist:test[:50%]", "mnist", "test[:50%]"), ("tfds:mnist:3.0.1:train", "mnist:3.0.1", "train"),
+                               ("tfds:glue/sst2:2.0.0", "glue/sst2:2.0.0", "test")]:
+        assert (_data_config(config, given, None).tfds, _data_config(config, given, None).tfds_split) == (name, [split, split])
+    with pytest.raises(DataError, match="A TFDS split is given as tfds:NAME:SPLIT"):
+        _data_config(config, "tfds:", None)

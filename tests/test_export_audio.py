@@ -117,7 +117,7 @@ def test_predict_reads_flac_and_wav_encodings_beyond_16_bit_pcm(run):
 
     mixed = run / "mixed"
     encodings = [(".flac", "PCM_16", 22050), (".wav", "PCM_24", 22050), (".wav", "FLOAT", 22050),
-                 (".wav", "PCM_16", 96000)]
+                 (".wav", "PCM_16", 96000), ("-extensible.wav", "PCM_16", 22050)]
     for index, source in enumerate(sorted((run / "tones22k").rglob("*.wav"))):
         samples, rate = soundfile.read(str(source), dtype="float32")
         suffix, subtype, target = encodings[index % len(encodings)]
@@ -125,7 +125,12 @@ def test_predict_reads_flac_and_wav_encodings_beyond_16_bit_pcm(run):
             samples = resample(samples, rate, target)
         out = mixed / source.parent.name / f"{source.stem}{suffix}"
         out.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(str(out), samples, target, subtype=subtype)
+        if suffix.startswith("-extensible"):  # the header multichannel recorders write
+            soundfile.write(str(out), np.stack([samples, samples], axis=1), target, subtype=subtype, format="WAVEX")
+            with open(out, "rb") as file:
+                assert b"\xfe\xff" in file.read(40)  # WAVE_FORMAT_EXTENSIBLE
+        else:
+            soundfile.write(str(out), samples, target, subtype=subtype)
     files, expected = _pipeline(run, mixed)
     assert {os.path.splitext(f)[1] for f in files} == {".flac", ".wav"}
     for source in (run / "run", run / "run" / "export" / "saved_model"):

@@ -102,3 +102,16 @@ def test_assets_go_under_tfft_and_come_back_as_files(tmp_path):
         kept = directory
     assert not (tmp_path / kept).exists()  # a temporary directory, gone after use
     assert keras.models.load_model(path).name == "custom_cnn"  # Keras ignores tfft's entries
+
+
+def test_a_tokenizer_this_keras_hub_cannot_read_is_one_error(tmp_path):
+    pytest.importorskip("keras_hub")
+    from tfft.modalities.text.encoders import stored_preprocessor
+
+    path = tmp_path / "plain.keras"
+    _custom_cnn(path)
+    (tmp_path / "files" / "preprocessor").mkdir(parents=True)
+    (tmp_path / "files" / "preprocessor" / "tokenizer.json").write_text("{}")
+    write_assets(path, tmp_path / "files")
+    with pytest.raises(BackboneError, match=r"plain.keras holds a tokenizer this keras-hub cannot read \(FileNotFoundError"):
+        stored_preprocessor(str(path))

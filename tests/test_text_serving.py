@@ -20,6 +20,7 @@ TEXTS = [
     "東京は日本の首都です。", "tab\there\nnewline\u00a0nbsp zero\u200bwidth\x07bell",
     "emoji 😀 test 🚀🚀", "don't stop-believing (really) [CLS] [SEP] $5^2 `x`",
     "a" * 150, "x " * 60, "Ελληνικά кириллица עברית العربية हिन्दी", "HELLO Hello hello",
+    "한국어 텍스트 입니다", "বাংলা ভাষা কোথায় বৌ", "漢󠄀字 flag󠁧", "ｶﾀｶﾅ ＡＢＣ",
 ]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -47,6 +48,19 @@ def test_token_ids_match_keras_hub(lowercase, strip_accents):
         np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy(), err_msg=key)
     unknown = tokenizer.token_to_id("[UNK]")
     assert (expected["token_ids"].numpy() == unknown).any()  # unknown words are exercised
+
+
+@pytest.mark.parametrize("texts", [[], [""], ["", "   ", "\u200b"], ["ภาษาไทยไม่มีช่องว่างระหว่างคำเลยครับผมคิดว่านะครับ"]],
+                         ids=["no texts", "empty", "no words", "one word too long"])
+def test_batches_without_a_word_to_split_in_a_graph(texts):
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary(), lowercase=True)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer=tokenizer, sequence_length=8)
+    graph = WordPieceGraph(preprocessor)
+    served = tf.function(graph.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+    got = served(tf.constant(texts, tf.string))
+    assert got["token_ids"].shape == (len(texts), 8)
+    if texts:
+        np.testing.assert_array_equal(got["token_ids"].numpy(), preprocessor(tf.constant(texts))["token_ids"].numpy())
 
 
 def test_distilbert_has_no_segment_ids():

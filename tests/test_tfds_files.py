@@ -38,7 +38,7 @@ def test_tf_flowers_is_written_once_as_class_folders_of_its_own_bytes(cache):
         flowers = tfds.builder("tf_flowers").info.features["label"].names
         stored = [example["image"] for example in tfds.as_numpy(
             tfds.load("tf_flowers", split="train", decoders={"image": tfds.decode.SkipDecoding()}))]
-    folder = cache / "tfds" / "tf_flowers-3.0.1" / "train"
+    folder = cache / "tfds" / "tf_flowers" / "3.0.1" / "train"
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     assert len(files) == 30 and {p.parent.name for p in files} <= set(flowers)
     assert set(data.class_names) == {p.parent.name for p in files}
@@ -57,7 +57,7 @@ def test_speech_commands_splits_become_wav_folders_at_the_data_sets_rate(cache):
     with tfds.testing.mock_data(num_examples=48):
         data = _datasets(*AUDIO, "data.tfds='speech_commands'", "data.tfds_split=['train', 'validation']")
         clips = [example["audio"] for example in tfds.as_numpy(tfds.load("speech_commands", split="validation"))]
-    root = cache / "tfds" / "speech_commands-0.0.3"
+    root = cache / "tfds" / "speech_commands" / "0.0.3"
     assert sorted(p.name for p in root.iterdir()) == ["train", "validation"]
     wav = sorted((root / "validation").rglob("*.wav"))
     assert len(wav) == 48 and data.num_validation == 48
@@ -74,3 +74,23 @@ def test_tfds_errors_name_the_key():
             _datasets(*IMAGE, "data.tfds='tf_flowers'", "data.path='/tmp'")
         with pytest.raises(DataError, match="has no Image feature"):
             _datasets(*IMAGE, "data.tfds='speech_commands'", "data.tfds_split=['train', None]")
+
+
+def test_integer_audio_of_any_width_is_written_at_its_16_bit_scale(tmp_path):
+    from tfft.data.tfds_files import write_audio
+
+    class Feature:
+        sample_rate = 8000
+
+    clip = np.array([0, 1000, -32768, 32767], np.int64)  # TFDS's default Audio dtype
+    path = write_audio(clip, Feature(), str(tmp_path / "clip"))
+    samples, rate = soundfile.read(path, dtype="int16")
+    assert rate == 8000 and samples.tolist() == clip.tolist() and soundfile.info(path).subtype == "PCM_16"
+    floats, _ = soundfile.read(write_audio(np.array([0.5, -0.25], np.float32), Feature(), str(tmp_path / "f")))
+    assert floats.tolist() == [0.5, -0.25]
+
+
+def test_class_and_split_names_become_plain_folder_names():
+    from tfft.data.tfds_files import _safe
+
+    assert [_safe(n) for n in ["..", ".hidden", "a/b", "train[:80%]", ""]] == ["_.", "_hidden", "a_b", "train[_80%]", "_"]

@@ -89,10 +89,11 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
 
 def labelled_datasets(recipe, metadata, run_dir, data, batch_size=None):
     """`Datasets` whose validation split is every example of `data`, made by the run's own
-    pipeline: its trainer class (so a recipe's `build_backbone` or `build_datasets` hook
-    preprocesses as in training; the backbone is built for its preprocessing only, no
-    weights loaded) and the normalisation statistics saved in `model.keras` (`metadata`),
-    not statistics of `data`."""
+    pipeline: its trainer class (so a recipe's `build_datasets` hook, and its
+    `build_backbone` hook, preprocess as in training; the backbone is built for its
+    preprocessing only, no weights loaded; a text run's tokenizer comes from `model.keras`,
+    which holds the one it trained with) and the normalisation statistics saved in
+    `model.keras` (`metadata`), not statistics of `data`."""
     from tfft.export import run_backbone
     from tfft.trainer import Trainer
 
@@ -111,8 +112,11 @@ def _data_config(config, data, batch_size):
 
     sources = dict(path=None, manifest=None, jsonl=None, tfds=None)
     if str(data).startswith("tfds:"):
-        name, _, split = str(data)[len("tfds:"):].rpartition(":")
-        name, split = (name, split) if name else (split, "test")
+        # NAME may carry a version (`mnist:3.0.1`), SPLIT a slice (`test[:50%]`).
+        match = re.fullmatch(r"tfds:(?P<name>[^:\[]+(?::\d[\w.*]*)?)(?::(?P<split>.+))?", str(data))
+        if match is None:
+            raise DataError(f"A TFDS split is given as tfds:NAME:SPLIT, e.g. tfds:speech_commands:test. Received: {data}")
+        name, split = match["name"], match["split"] or "test"
         sources.update(validation_path=None)
         sources.update(get(config.kind).labelled_tfds(name, split))
     else:

@@ -131,7 +131,7 @@ class Modality:
 
         if self.tfds_feature is None:
             raise DataError(f"tfft evaluate does not read TFDS data for {self.name} runs. Received: tfds:{name}:{split}")
-        folder = tfds_folders(name, (split, None), self.tfds_feature, self.tfds_file)["path"]
+        folder = tfds_folders(name, (split, None), self.tfds_feature, self.tfds_file, key="--data")["path"]
         return dict(path=folder, validation_path=folder)
 
     def unreadable(self, files):

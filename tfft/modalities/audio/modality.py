@@ -119,8 +119,8 @@ class AudioModality(Modality):
         target = recipe.data.sample_rate if recipe is not None else 16000
         for index, name in enumerate(names):
             if not name.lower().endswith(COMPRESSED):
-                info = wav_info(name)
-                if info.encoding == "pcm" and info.bits == 16 and info.sample_rate in SAMPLE_RATES:
+                wav_info(name)  # a broken file is named here, in tfft's words
+                if _serving_decodes(values[index], SAMPLE_RATES):
                     continue
             samples, rate = read_audio(name)
             mono = samples.mean(axis=1)
@@ -211,6 +211,17 @@ class AudioModality(Modality):
 
     def tune_candidates(self, base):
         return augment_candidates(base)
+
+
+def _serving_decodes(contents, rates):
+    """Whether `serving_wav`'s decoder (`tf.audio.decode_wav`: plain 16-bit PCM, not the
+    EXTENSIBLE header multichannel recorders write) reads `contents` at one of `rates`."""
+    import tensorflow as tf
+
+    try:
+        return int(tf.audio.decode_wav(contents).sample_rate) in rates
+    except tf.errors.InvalidArgumentError:
+        return False
 
 
 def spectrogram_images(spectrograms):

@@ -182,9 +182,14 @@ def stored_preprocessor(path, sequence_length=None):
         if directory is None:
             return None
         import_keras_hub()
-        with open(os.path.join(directory, "preprocessor.json"), encoding="utf-8") as file:
-            preprocessor = keras.saving.deserialize_keras_object(json.load(file))
-        preprocessor.load_preset_assets(directory)
+        try:
+            with open(os.path.join(directory, "preprocessor.json"), encoding="utf-8") as file:
+                preprocessor = keras.saving.deserialize_keras_object(json.load(file))
+            preprocessor.load_preset_assets(directory)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise BackboneError(f"{path} holds a tokenizer this keras-hub cannot read ({type(error).__name__}: {first}); "
+                                "install the keras-hub version the run was trained with.") from None
     if sequence_length:
         preprocessor.sequence_length = sequence_length
     return preprocessor

@@ -18,22 +18,28 @@ Text's ops: Unicode normalisation, regex splitting, case folding and FastWordpie
 
 The tables are computed with the very ops the training pipeline used (TensorFlow Text when
 installed, else the Python fallback keras-hub itself uses), one code point at a time.
-Normalisation across characters (a decomposed accent after its letter, composed by NFKC
-case folding) is not reproduced: texts in composed form (NFC, what nearly every source
-writes) tokenise identically; `tests/test_text_serving.py` checks that on mixed scripts.
+What case folding composes across two characters of the input is not reproduced: a letter
+followed by a separate combining mark (decomposed text), or a half-width katakana followed
+by a separate half-width voicing mark (`ｶﾞ`), stays two characters where keras-hub makes
+one, and such a word may tokenise differently. `tests/test_text_serving.py` checks equal
+ids on Latin, Greek, Cyrillic, Hebrew, Arabic, Devanagari, Bengali, Korean and CJK text,
+accents, ligatures, full-width forms, emoji and control characters.
 
 Example:
     >>> graph = WordPieceGraph(preprocessor)        # a keras-hub BertTextClassifierPreprocessor
     >>> graph(tf.constant(["Refund my order!"]))["token_ids"]
 """
 
+import unicodedata
+
 import numpy as np
 import tensorflow as tf
 
 # What FastWordpiece maps longer words to `[UNK]` at (keras-hub's MAX_BYTES_PER_WORD).
 MAX_BYTES_PER_WORD = 100
-# Code points whose tables are computed: every plane with assigned characters in use.
-_PLANES = (range(0x0000, 0xD800), range(0xE000, 0x30000))
+# Code points whose tables are computed: the planes with assigned characters in use, and
+# plane 14's tags and variation selectors (removed by accent stripping and case folding).
+_PLANES = (range(0x0000, 0xD800), range(0xE000, 0x30000), range(0xE0000, 0xE0200))
 _KEEP = b"\xff"  # a table's default: never a character, so "keep the character as it is"
 
 
@@ -141,7 +147,8 @@ class WordPieceGraph(tf.Module):
             return position + tf.where(found, size, 0), unknown | (active & ~found), emitted, steps + 1
 
         def going(position, unknown, emitted, steps):
-            return tf.reduce_any((position < length) & ~unknown)
+            # At least one step, so that a batch without words still stacks a [1, w] table.
+            return tf.equal(steps, 0) | tf.reduce_any((position < length) & ~unknown)
 
         emitted = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
         _, unknown, emitted, steps = tf.while_loop(
@@ -191,6 +198,11 @@ def character_tables(strip_accents, lowercase):
     strip = fold = None
     if strip_accents:
         stripped = _strip(characters)
+        if lowercase:
+            # Case folding composes what stripping left decomposed (Hangul jamo, two-part
+            # Indic vowels) within the word; composing each character's own result first
+            # gives the same fold, since NFKC does not see the difference.
+            stripped = [unicodedata.normalize("NFC", s) for s in stripped]
         strip = _changed(characters, stripped)
     if lowercase:
         folded = _fold(characters)
@@ -207,8 +219,6 @@ def _strip(characters):
     try:
         import tensorflow_text as tf_text
     except ImportError:
-        import unicodedata
-
         return ["".join(c for c in unicodedata.normalize("NFD", ch) if unicodedata.category(c) != "Mn")
                 for ch in characters]
     out = tf.strings.regex_replace(tf_text.normalize_utf8(tf.constant(characters), "NFD"), r"\p{Mn}", "")
