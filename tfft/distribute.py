@@ -59,17 +59,24 @@ def _device_key(name):
     return ((spec.device_type or "").upper(), spec.device_index or 0)
 
 
-def mixed_precision_policy(setting="auto"):
+def mixed_precision_policy(setting="auto", strategy=None):
     """The Keras dtype policy name for `runtime.mixed_precision`, or None for float32.
 
-    `"auto"` turns on `mixed_float16` only where it pays: on a GPU. On CPU it is slower.
+    `"auto"` turns mixed precision on only where it pays: `mixed_bfloat16` under a
+    `TPUStrategy` (TPUs compute in bfloat16 natively), `mixed_float16` when every GPU has
+    tensor cores (compute capability 7.0 or higher: Volta and later), float32 otherwise,
+    on CPU (where either is slower) and on older GPUs. The head's logits stay float32
+    (`Trainer.build_head`) and float16 gets loss scaling (`Trainer.build`).
 
     Example:
         >>> mixed_precision_policy(False) is None
         True
     """
     if setting == "auto":
-        return "mixed_float16" if tf.config.list_logical_devices("GPU") else None
+        if strategy is not None and isinstance(strategy, tf.distribute.TPUStrategy):
+            return "mixed_bfloat16"
+        gpus = tf.config.list_physical_devices("GPU")
+        return "mixed_float16" if gpus and all(_has_tensor_cores(gpu) for gpu in gpus) else None
     if setting is True:
         return "mixed_float16"
     if setting is False or setting is None:
@@ -80,6 +87,11 @@ def mixed_precision_policy(setting="auto"):
         "runtime.mixed_precision must be 'auto', True, False, 'mixed_float16' or 'mixed_bfloat16'. "
         f"Received: runtime.mixed_precision={setting!r}"
     )
+
+
+def _has_tensor_cores(gpu):
+    capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+    return capability is not None and tuple(capability) >= (7, 0)
 
 
 def batches_for_replicas(datasets, replicas, batch_size):

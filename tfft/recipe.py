@@ -219,7 +219,8 @@ class RuntimeConfig:
         strategy: `"auto"` (mirrored over the visible GPUs, else one device), `"mirrored"`,
             `"one_device"`, `"tpu"` or `"default"`.
         devices: devices for `"mirrored"` / `"one_device"`, e.g. `["/cpu:0", "/cpu:1"]`.
-        mixed_precision: `"auto"` (on with a GPU), True (`mixed_float16`), False,
+        mixed_precision: `"auto"` (`mixed_bfloat16` on TPU, `mixed_float16` on GPUs with
+            tensor cores, float32 otherwise), True (`mixed_float16`), False,
             `"mixed_float16"`, `"mixed_bfloat16"` or `"float32"`.
         jit_compile: passed to `Model.compile`; `"auto"` lets Keras decide (XLA is slower
             for conv nets on CPU).

@@ -272,9 +272,9 @@ class Trainer(StageLoop):
             raise TfftError(f"train.validate_every must be at least 1 step. Received: "
                             f"train.validate_every={self.recipe.train.validate_every!r}")
         keras.utils.set_random_seed(runtime.seed)
-        policy = mixed_precision_policy(runtime.mixed_precision)
-        keras.mixed_precision.set_global_policy(policy or "float32")
         self.strategy = self.build_strategy()
+        policy = mixed_precision_policy(runtime.mixed_precision, self.strategy)
+        keras.mixed_precision.set_global_policy(policy or "float32")
         with self.strategy.scope():
             self.backbone = self.build_backbone()
         self.datasets = batches_for_replicas(

@@ -1,0 +1,73 @@
+"""`tfft/distribute.py`: the mixed-precision policy `"auto"` picks per device, and a run under
+`mixed_bfloat16` on CPU (what TPUs get): float32 variables, bfloat16 compute, float32 logits."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfft.distribute import mixed_precision_policy
+from tfft.errors import RecipeError
+from tfft.recipe import Recipe
+from tfft.testing import TinyTrainer, write_image_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(autouse=True)
+def float32_after():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("capabilities, expected", [((), None), (((8, 0),), "mixed_float16"),
+                                                    (((7, 0), (8, 6)), "mixed_float16"), (((6, 1),), None),
+                                                    (((8, 0), (6, 1)), None)])
+def test_auto_turns_float16_on_only_where_every_gpu_has_tensor_cores(monkeypatch, capabilities, expected):
+    gpus = [f"GPU:{i}" for i in range(len(capabilities))]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                        lambda gpu: dict(compute_capability=capabilities[gpus.index(gpu)]))
+    assert mixed_precision_policy("auto") == expected
+
+
+def test_auto_is_bfloat16_under_a_tpu_strategy_and_settings_are_checked():
+    tpu = tf.distribute.TPUStrategy.__new__(tf.distribute.TPUStrategy)  # the type is what counts
+    assert mixed_precision_policy("auto", tpu) == "mixed_bfloat16"
+    assert mixed_precision_policy("auto", tf.distribute.get_strategy()) is None  # this machine: CPU only
+    assert mixed_precision_policy(True) == "mixed_float16" and mixed_precision_policy("float32") is None
+    with pytest.raises(RecipeError, match="Received: runtime.mixed_precision='half'"):
+        mixed_precision_policy("half")
+
+
+def test_a_run_under_mixed_bfloat16_keeps_float32_weights_and_logits(tmp_path):
+    write_image_folder(tmp_path / "images", num_classes=3, per_class=8, size=32)
+    recipe = Recipe().with_overrides([
+        f"data.path={str(tmp_path / 'images')!r}", "data.batch_size=8", "data.augment={}", "backbone.input_size=32",
+        "schedule.kind='two_phase'", "schedule.steps=6", "schedule.lr=0.01", "schedule.finetune_lr=0.003",
+        "runtime.mixed_precision='mixed_bfloat16'"])
+    trainer = TinyTrainer(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.setup()
+    start = [v.numpy().copy() for v in trainer.model.trainable_variables]
+    floats = [v for v in trainer.model.variables if keras.backend.is_float_dtype(v.dtype)]
+    assert floats and all(v.dtype == "float32" for v in floats)  # (a dropout's seed state is int64)
+    computing = {layer.compute_dtype for layer in trainer.backbone.model.layers if layer.weights}
+    assert computing == {"bfloat16"}
+    assert trainer.model.output.dtype == "float32"  # the head's logits
+    images, _ = next(iter(trainer.datasets.validation))
+    assert trainer.model(images).dtype == "float32"
+    metrics = trainer.run()
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(start, trainer.model.trainable_variables))
+
+
+def test_float16_trains_with_loss_scaling(tmp_path):
+    write_image_folder(tmp_path / "images", num_classes=3, per_class=8, size=32)
+    recipe = Recipe().with_overrides([
+        f"data.path={str(tmp_path / 'images')!r}", "data.batch_size=8", "data.augment={}", "backbone.input_size=32",
+        "schedule.kind='two_phase'", "schedule.steps=6", "runtime.mixed_precision=True"])
+    trainer = TinyTrainer(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.setup()
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert {layer.compute_dtype for layer in trainer.backbone.model.layers if layer.weights} == {"float16"}
+    assert trainer.model.output.dtype == "float32"
