@@ -88,6 +88,18 @@ def test_auto_run_trains_the_winner_on_all_training_data_and_says_what_it_chose(
     assert f"schedule.kind='auto' chose '{search['chosen']}'" in out and "| trial | values |" in out
 
 
+@pytest.mark.slow  # a search with a sweep, then the run
+def test_the_winner_trains_again_at_the_searchs_rate_without_a_new_sweep(tmp_path):
+    recipe = Recipe().with_overrides(["data.batch_size=16", "schedule.kind='auto'", "schedule.min_steps=200",
+                                      "schedule.lr=0.01", "schedule.finetune_lr='find'"])
+    trainer = BlobTrainer(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    metrics = trainer.run()
+    found = metrics["search"]["values"]["schedule.finetune_lr"]
+    assert isinstance(found, float) and trainer.recipe.schedule.finetune_lr == found
+    assert trainer.range_tests == {}  # the final run swept nothing
+    assert metrics["stages"][-1]["lr"] == pytest.approx(found)
+
+
 def test_plan_of_auto_lists_candidates_and_cost(folders):
     result = CliRunner().invoke(main, ["plan", _write(folders), "--set", "schedule.kind='auto'"])
     assert result.exit_code == 0, result.output

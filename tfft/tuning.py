@@ -257,6 +257,9 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
 
     results = search.run(search.tuner(oracle, values_of))
     winner = by_name[_choose(results).name]
+    # The winner trains again on all the training data at the rates its trial had: the
+    # search's sweep, not a new one per stage (a staged winner would sweep at every stage).
+    winner = dataclasses.replace(winner, values=dict(winner.values, **search.found))
     return winner, results, sum(r.steps for r in results), full
 
 
