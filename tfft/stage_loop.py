@@ -154,8 +154,10 @@ class StageLoop:
             trainable = sum(g.num_trainable_params for g in self.groups)
             if resumed is not None and attempt == first_attempt:
                 if self.verbose:
-                    print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': resuming at step "
-                          f"{self.position - start_position + 1} of {stage.steps}", flush=True)
+                    done = self.position - start_position
+                    where = (f"at step {done + 1} of {stage.steps}" if done < stage.steps else
+                             f"after its last step ({stage.steps}): the stage ends here")
+                    print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': resuming {where}", flush=True)
                 self.on_stage_begin(stage, index)
             elif attempt == 0:
                 self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, self._factors))
