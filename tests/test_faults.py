@@ -118,3 +118,29 @@ def test_ctrl_c_checkpoints_the_next_step_and_stops_with_exit_code_130(tmp_path)
     assert "step-000011" in os.listdir(tmp_path / "run" / "checkpoints")
     resumed = BlobTrainer(Recipe().with_overrides(BASE), out_dir=str(tmp_path / "run"), verbose=0).run()
     assert [s["steps_run"] for s in resumed["stages"]] == [8, 12]
+
+
+def test_a_rollback_to_a_stages_last_checkpoint_says_the_stage_ends_there(tmp_path, capsys):
+    class EarlyPoison(Poison):
+        def build_callbacks(self, stage, index):
+            import keras
+
+            trainer = self
+
+            class Inject(keras.callbacks.Callback):
+                def on_train_batch_begin(self, batch, logs=None):
+                    if not EarlyPoison.poisoned and int(np.asarray(self.model.optimizer.iterations)) == 8:
+                        EarlyPoison.poisoned = True  # the first step of stage b
+                        kernel = trainer.groups[-1].layers[-1].kernel
+                        kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+            return [Inject()]
+
+    EarlyPoison.poisoned = False
+    trainer = EarlyPoison(Recipe().with_overrides(BASE + ["train.on_nan='rollback'"]), out_dir=str(tmp_path / "run"),
+                          verbose=1)
+    metrics = trainer.run()
+    out = capsys.readouterr().out
+    assert "rolled back to step 8" in out, out
+    assert "stage 1/2 'a': resuming after its last step (8): the stage ends here" in out and "step 9 of 8" not in out
+    assert sum(stage["steps_run"] for stage in metrics["stages"]) == 20
