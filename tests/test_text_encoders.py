@@ -268,7 +268,8 @@ def test_cls_pooling_ends_in_the_pooler_where_there_is_one(family, presets):
     np.testing.assert_allclose(features, reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", ["bert", pytest.param("xlm_roberta", marks=pytest.mark.slow)])
+@pytest.mark.slow  # three tiny text runs, an evaluation and an export per family
+@pytest.mark.parametrize("family", ["bert", "xlm_roberta"])
 def test_a_fine_tuned_text_model_is_the_backbone_of_another_recipe(family, presets, tmp_path):
     """model.keras carries its tokenizer: a second recipe names only the file, gets the
     groups and the tokenizer of the first, and starts from the fine-tuned weights."""
