@@ -314,7 +314,15 @@ def test_a_fine_tuned_text_model_is_the_backbone_of_another_recipe(family, prese
     # From the run directory alone: without the preset, evaluate and export still tokenise.
     shutil.rmtree(directory)
     assert evaluate_run(tmp_path / "first", tmp_path / "texts.csv")["num_examples"] == 16
-    assert os.path.isfile(os.path.join(export_run(tmp_path / "first"), "saved_model.pb"))
+    import tensorflow as tf
+
+    from tfft.modalities.text.encoders import stored_preprocessor
+
+    served = tf.saved_model.load(export_run(tmp_path / "first")).signatures["serving_default"](
+        text=tf.constant(texts))["probabilities"].numpy()
+    model = keras.models.load_model(model_path)
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(model(stored_preprocessor(model_path)(texts))))
+    np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
 def test_a_keras_file_without_a_tokenizer_is_refused_as_a_text_backbone(presets, tmp_path):

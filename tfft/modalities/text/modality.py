@@ -161,11 +161,13 @@ class TextModality(Modality):
         preprocess = backbone.preprocess
         if not unsupported(preprocess):
             preprocess = WordPieceGraph(preprocess)
+        else:
+            preprocess(tf.constant(["a"]))  # built, so the export can track its tokenizer's resources
         return Serving(
             signature=[tf.TensorSpec([None], tf.string, name="text")],
             features=lambda text: preprocess(text),
             lite_refusal="TFLite has no ops for its tokenizer (strings in, token ids out); export a saved_model instead.",
-            track=[preprocess] if isinstance(preprocess, tf.Module) else [],
+            track=[preprocess],
         )
 
     def tune_candidates(self, base):
