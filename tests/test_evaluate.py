@@ -131,6 +131,7 @@ def test_a_csv_manifest_scores_as_its_folder_does(run):
     assert saved["data"] == str(run / "test" / "test.csv")
 
 
+@pytest.mark.slow  # trains a run on the TFDS split, then evaluates it twice
 def test_a_tfds_split_is_scored_through_the_folders_it_is_written_as(run, tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 

@@ -112,6 +112,7 @@ def test_predict_wav_files_from_the_run_and_the_export_agree(run):
             assert top["probability"] == pytest.approx(float(p.max()), abs=1e-5)
 
 
+@pytest.mark.slow  # predict from a run and from an export on five encodings
 def test_predict_reads_flac_and_wav_encodings_beyond_16_bit_pcm(run):
     import soundfile
 
