@@ -114,15 +114,20 @@ def _builder(tfds, name):
     try:
         return tfds.builder(name)
     except tfds.core.registered.DatasetNotFoundError:
-        base = name.split("/")[0].split(":")[0]
-        close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise DataError(f"TensorFlow Datasets has no dataset named '{name}'; check the name with "
-                        f"`tfds.list_builders()` or the catalog at https://www.tensorflow.org/datasets/catalog."
-                        f"{hint} Received: tfds='{name}'") from None
+        raise unknown_name(tfds, name) from None
     except (ValueError, AssertionError) as error:  # an unknown config or version
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DataError(f"TensorFlow Datasets cannot open '{name}': {first}. Received: tfds='{name}'") from None
+
+
+def unknown_name(tfds, name):
+    """The `DataError` for a TFDS name that is not registered, with the closest names."""
+    base = name.split("/")[0].split(":")[0]
+    close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
+    hint = f" Did you mean {close}?" if close else ""
+    return DataError(f"TensorFlow Datasets has no dataset named '{name}'; check the name with "
+                     f"`tfds.list_builders()` or the catalog at https://www.tensorflow.org/datasets/catalog."
+                     f"{hint} Received: tfds='{name}'")
 
 
 def _feature_key(name, features, kind):

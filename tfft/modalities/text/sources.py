@@ -10,7 +10,6 @@ the labels, splits the examples and builds the pipelines.
 """
 
 import csv
-import difflib
 import io
 import json
 import numbers
@@ -239,14 +238,9 @@ def read_tfds(name, split, text_column, label_column, multi_label):
     try:
         ds, info = tfds.load(name, split=split, as_supervised=False, with_info=True)
     except tfds.core.registered.DatasetNotFoundError:
-        base = name.split("/")[0].split(":")[0]
-        close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise DataError(
-            f"TensorFlow Datasets has no dataset named '{name}'; check the name with "
-            f"`tfds.list_builders()` or the catalog at "
-            f"https://www.tensorflow.org/datasets/catalog.{hint} Received: tfds='{name}'"
-        ) from None
+        from tfft.data.tfds_files import unknown_name
+
+        raise unknown_name(tfds, name) from None
     except (ValueError, KeyError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
