@@ -224,6 +224,9 @@ def _report(metrics, trainer):
         f"validation accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
         f"on {metrics['num_examples']} examples"
     )
+    if not trainer.is_chief:
+        click.echo(f"{trainer.task}: done; the chief wrote the run directory")
+        return
     click.echo(f"wrote {os.path.join(trainer.out_dir, 'metrics.json')}"
                + (f" and {os.path.join(trainer.out_dir, 'model.keras')}" if trainer.save else ""))
     click.echo(f"tensorboard --logdir {logdir}")

@@ -4,20 +4,30 @@ import dataclasses
 
 import tensorflow as tf
 
+from tfft import multi_worker
 from tfft.errors import RecipeError
 
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 
 
-def resolve_strategy(name="auto", devices=()):
+def resolve_strategy(name="auto", devices=(), cluster=True):
     """Return the `tf.distribute.Strategy` a run builds its variables under.
 
     Args:
-        name: `"auto"`: mirrored over the visible GPUs when there are several, one device
-            on a single GPU, TensorFlow's default strategy otherwise. `"mirrored"`: over
-            `devices` (all GPUs if empty). `"one_device"`: on `devices[0]`. `"tpu"`: the
-            TPU named by `devices[0]` (or the local one). `"default"`: no distribution.
+        name: `"auto"`: multi-worker when the environment names a cluster (`TF_CONFIG`,
+            a Slurm job step of several tasks), else mirrored over the visible GPUs when
+            there are several, one device on a single GPU, TensorFlow's default strategy
+            otherwise. `"multi_worker"`: `MultiWorkerMirroredStrategy` over that cluster
+            (`tfft.multi_worker`). `"mirrored"`: over `devices` (all GPUs if empty).
+            `"one_device"`: on `devices[0]`. `"tpu"`: the TPU named by `devices[0]` (or
+            the one `TPUClusterResolver` finds: a Cloud TPU VM's own, or `TPU_NAME`).
+            `"default"`: no distribution.
         devices: device names, e.g. `["/gpu:0", "/gpu:1"]` or `["/cpu:0", "/cpu:1"]`.
+        cluster: False to ignore the environment's cluster, as a process that trains
+            nothing does (`tfft plan`, `export`): `"multi_worker"` is then the default strategy.
+
+    Raises:
+        RecipeError: an unknown name or device; `"multi_worker"` with no cluster named.
 
     Example:
         >>> strategy = resolve_strategy("mirrored", ["/cpu:0", "/cpu:1"])
@@ -27,6 +37,17 @@ def resolve_strategy(name="auto", devices=()):
     devices = list(devices or [])
     if name not in STRATEGIES:
         raise RecipeError(f"Unknown strategy. Expected one of {list(STRATEGIES)}. Received: runtime.strategy={name!r}")
+    if name == "multi_worker" and not cluster:
+        return tf.distribute.get_strategy()
+    if name in ("auto", "multi_worker") and cluster:
+        # Before any device query: collective ops are configured when TensorFlow starts.
+        task = multi_worker.cluster_from_environment()
+        if task is not None:
+            return multi_worker.multi_worker_strategy(task)
+        if name == "multi_worker":
+            raise RecipeError(
+                "runtime.strategy='multi_worker' needs a cluster: set TF_CONFIG (as Kubeflow's TFJob and Vertex AI "
+                "do) or start one task per worker under Slurm (srun); this process has neither")
     known = {_device_key(d.name): d.name for d in tf.config.list_logical_devices()}
     missing = [d for d in devices if _device_key(d) not in known]
     if missing:

@@ -10,6 +10,7 @@ import secrets
 
 import numpy as np
 
+from tfft import multi_worker
 from tfft.errors import TfftError
 
 
@@ -153,9 +154,12 @@ def predict_outputs(model, dataset):
         label_batches.append(np.asarray(element[1]))
     if not label_batches:
         raise TfftError("`dataset` yielded no batches; cannot predict on an empty dataset.")
-    # `predict`, not `predict_on_batch` per batch: under MirroredStrategy the latter returns
-    # every replica's outputs for the whole batch (twice as many rows on two replicas).
-    outputs = np.asarray(model.predict(dataset, verbose=0))
+    if multi_worker.in_multi_worker_mode(model.distribute_strategy):
+        outputs = multi_worker.predict(model, dataset)  # every worker scores all of it
+    else:
+        # `predict`, not `predict_on_batch` per batch: under MirroredStrategy the latter returns
+        # every replica's outputs for the whole batch (twice as many rows on two replicas).
+        outputs = np.asarray(model.predict(dataset, verbose=0))
     if outputs.ndim != 2 or outputs.shape[1] < 2:
         raise TfftError(
             "The model must output one score per class, shape [batch, num_classes] "

@@ -216,14 +216,19 @@ class RuntimeConfig:
     """The `runtime` section.
 
     Args:
-        strategy: `"auto"` (mirrored over the visible GPUs, else one device), `"mirrored"`,
-            `"one_device"`, `"tpu"` or `"default"`.
+        strategy: `"auto"` (multi-worker when `TF_CONFIG` or Slurm names a cluster, else
+            mirrored over the visible GPUs, else one device), `"multi_worker"`,
+            `"mirrored"`, `"one_device"`, `"tpu"` or `"default"` (docs/distributed.md).
         devices: devices for `"mirrored"` / `"one_device"`, e.g. `["/cpu:0", "/cpu:1"]`.
         mixed_precision: `"auto"` (`mixed_bfloat16` on TPU, `mixed_float16` on GPUs with
             tensor cores, float32 otherwise), True (`mixed_float16`), False,
             `"mixed_float16"`, `"mixed_bfloat16"` or `"float32"`.
-        jit_compile: passed to `Model.compile`; `"auto"` lets Keras decide (XLA is slower
-            for conv nets on CPU).
+        jit_compile: passed to `Model.compile`; `"auto"` lets Keras decide (XLA on GPU
+            and TPU, never on a machine with CPUs only, where it is slower for conv nets).
+        steps_per_execution: training steps per call of the compiled step (Keras's
+            `steps_per_execution`): on a TPU, 32 to 100 hide the host's per-call cost.
+            Callbacks see every `steps_per_execution`-th step, so the step-wise checks
+            (checkpoints every N steps, a signal, a non-finite loss) act at that grain.
         seed: global seed of Keras, TensorFlow and NumPy.
         deterministic: TensorFlow's op determinism (`enable_op_determinism`): the same
             recipe and seed give bit-identical weights, and a resumed run those of an
@@ -234,6 +239,7 @@ class RuntimeConfig:
     devices: list = dataclasses.field(default_factory=list)
     mixed_precision: Union[bool, str] = "auto"
     jit_compile: Union[bool, str] = "auto"
+    steps_per_execution: int = 1
     seed: int = 0
     deterministic: bool = False
 

@@ -23,6 +23,7 @@ class MyTrainer(tfft.Trainer):
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -31,10 +32,10 @@ import tempfile
 import keras
 import numpy as np
 
-from tfft import evaluation, model_file, modalities, rundir
+from tfft import evaluation, model_file, modalities, multi_worker, rundir
 from tfft.batchnorm import batchnorm_layers
 from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
-from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, SIGNALS, Interruption, weights_finite
+from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, SIGNALS, Interruption, weights_finite
 from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
 from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
@@ -142,6 +143,10 @@ class Trainer(StageLoop):
         self._best_scores = None
         self._lock = None
         self._claim = None
+        # Under a multi-worker strategy: this process's task; a worker other than the chief
+        # trains in a directory of its own (`_scratch`), removed when the run ends.
+        self.task = None
+        self._scratch = None
         self.search = None
         self.checkpoints = None
         self.store = None
@@ -152,8 +157,9 @@ class Trainer(StageLoop):
     # -- hooks: override any of these ------------------------------------------------------
 
     def build_strategy(self):
-        """Return the `tf.distribute.Strategy` (default: from `runtime.strategy`)."""
-        return resolve_strategy(self.recipe.runtime.strategy, self.recipe.runtime.devices)
+        """Return the `tf.distribute.Strategy` (default: from `runtime.strategy`; a dry run
+        never joins a cluster)."""
+        return resolve_strategy(self.recipe.runtime.strategy, self.recipe.runtime.devices, cluster=not self.dry_run)
 
     def build_backbone(self):
         """Return a `tfft.backbones.Backbone` (model, preprocessing, group rules).
@@ -268,6 +274,10 @@ class Trainer(StageLoop):
         log_every = self.recipe.output.log_every
         if isinstance(log_every, bool) or log_every < 1:
             raise RecipeError(f"output.log_every must be at least 1 step. Received: output.log_every={log_every!r}")
+        every = runtime.steps_per_execution
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise RecipeError(f"runtime.steps_per_execution must be a whole number of steps, at least 1. "
+                              f"Received: runtime.steps_per_execution={every!r}")
         if self.recipe.train.validate_every is not None and self.recipe.train.validate_every < 1:
             raise TfftError(f"train.validate_every must be at least 1 step. Received: "
                             f"train.validate_every={self.recipe.train.validate_every!r}")
@@ -328,6 +338,12 @@ class Trainer(StageLoop):
     def current_position(self):
         """Training batches consumed so far, counting those of the stage running now."""
         return self._progress.position if self._progress is not None else self.position
+
+    @property
+    def is_chief(self):
+        """Whether this process writes the run directory: always, but for the workers other
+        than the chief of a multi-worker run (`tfft.multi_worker`)."""
+        return self.task is None or self.task.is_chief
 
     @property
     def has_batchnorm(self):
@@ -409,6 +425,12 @@ class Trainer(StageLoop):
         `run` calls it; call it first yourself to write beside the run before it starts
         (as `tfft tune` writes its trials). Idempotent until `release`.
         """
+        if self.recipe.runtime.strategy in ("auto", "multi_worker") and not self.dry_run:
+            self.task = multi_worker.cluster_from_environment()
+        if self.task is not None and not self.task.is_chief:
+            if self._scratch is None:
+                self._claim = self._claim_as_worker()
+            return self._claim
         if self._lock is None:
             self._lock = rundir.RunLock(self.target_dir).acquire()
             try:
@@ -419,14 +441,42 @@ class Trainer(StageLoop):
         return self._claim
 
     def release(self):
-        """Give up the run directory's lock."""
+        """Give up the run directory's lock (a worker other than the chief: remove its files)."""
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
-    def _claim_directory(self):
+    def _claim_as_worker(self):
+        """A worker other than the chief takes the chief's decision on the run directory
+        (the same checks, so that it fails as the chief does rather than wait for it) and
+        trains in a temporary directory, starting from a copy of the chief's checkpoints
+        when the run resumes."""
+        shared = self._claim_directory(change=False)
+        where = self.out_dir
+        # One directory per run directory and task: a worker killed before its cleanup
+        # leaves it behind, and its restart empties it.
+        key = hashlib.sha256(os.path.abspath(self.target_dir).encode()).hexdigest()[:12]
+        self._scratch = os.path.join(tempfile.gettempdir(), f"tfft-{key}-{self.task.kind}{self.task.index}")
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        os.makedirs(self._scratch)
+        self.out_dir = self.target_dir = self._scratch
+        if self.verbose:
+            print(f"{self.task}: the chief writes {where}; this worker's own files go to {self._scratch} and are "
+                  "removed when the run ends", flush=True)
+            self.verbose = 0
+        if shared is None:
+            return None
+        shutil.copytree(os.path.join(where, rundir.CHECKPOINTS), os.path.join(self._scratch, rundir.CHECKPOINTS))
+        shutil.copy2(os.path.join(where, rundir.RECIPE_FILE), self._scratch)
+        return dict(shared, directory=self._scratch)
+
+    def _claim_directory(self, change=True):
         """Decide where this run trains and whether it resumes; returns what to resume
-        from (`{"directory", "search"}`), or None for a fresh run."""
+        from (`{"directory", "search"}`), or None for a fresh run. `change=False` decides
+        only, removing nothing."""
         target = self.target_dir
         staging = rundir.sibling(target, "next")
         found = rundir.state_of(target)
@@ -447,7 +497,8 @@ class Trainer(StageLoop):
         if self.resume is True:
             raise TfftError(f"Nothing to resume in {target}: it holds {_describe_state(found)}.")
         if where == staging:
-            shutil.rmtree(staging, ignore_errors=True)  # an unfinished replacement of another recipe
+            if change:
+                shutil.rmtree(staging, ignore_errors=True)  # an unfinished replacement of another recipe
         elif here == "started" and self.resume is not False:
             differences = rundir.recipe_differences(rundir.saved_recipe(where), self.recipe.to_dict())
             if differences:
@@ -455,7 +506,8 @@ class Trainer(StageLoop):
                                 f"checkpoint: {', '.join(differences)} differ. Give the same recipe to start it "
                                 "again, or --overwrite.")
             # Nothing to resume and nothing of value: start again in place, on fresh logs.
-            shutil.rmtree(os.path.join(where, "tensorboard"), ignore_errors=True)
+            if change:
+                shutil.rmtree(os.path.join(where, "tensorboard"), ignore_errors=True)
         elif here == "finished":
             raise TfftError(f"Run directory {target} holds a finished run: pass --out to another directory or "
                             "--overwrite to replace it (the old run stays until the new one has finished).")
@@ -475,6 +527,10 @@ class Trainer(StageLoop):
                     partial = start if start is not None and index == first else None
                     self._history.append(self._run_stage(index, self.stages[index], partial))
                 return list(self._history)
+            except multi_worker.PEER_LOST as error:
+                if self.task is None:
+                    raise
+                raise RunStopped(multi_worker.peer_lost_message(error, self.task, self.store), EXIT_PEER_LOST) from None
             except Stopped as stop:
                 where = (f"stage {stop.index + 1}/{len(self.stages)} '{stop.stage.name}', step {stop.done} of "
                          f"{stop.stage.steps} (global step {stop.step}, epoch {self.current_position / self.steps_per_epoch:.2f})")

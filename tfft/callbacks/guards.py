@@ -18,6 +18,8 @@ SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
 # Exit codes of `tfft run` and `tfft resume` (docs/cli.md, docs/reliability.md).
 EXIT_INTERRUPTED = {signal.SIGTERM: 143, signal.SIGINT: 130}
 EXIT_DIVERGED = 3
+# A worker of a multi-worker run lost a peer (preempted, killed): EX_TEMPFAIL, "try again".
+EXIT_PEER_LOST = 75
 
 
 class NonFinite(keras.callbacks.Callback):

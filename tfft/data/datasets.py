@@ -89,6 +89,12 @@ class Datasets:
         Batch `position` is batch `position % steps_per_epoch` of epoch
         `position // steps_per_epoch`; the stream goes on through every later epoch, each
         in its own order. Two streams started at 0 and at `k` agree from batch `k` on.
+
+        Between the workers of a multi-worker strategy the stream is sharded by data: each
+        worker reads it whole and keeps its share of every global batch, so that the
+        workers' shares together are the batch one process would train on (sharding by
+        file would split files the stream reads in a shuffled order, or a TFDS set of one
+        file, unevenly).
         """
         if self.prime is not None:
             self.prime()
@@ -97,4 +103,6 @@ class Datasets:
         epoch, skip = divmod(int(position), per_epoch)
         first = self.epoch(epoch, skip)
         rest = tf.data.Dataset.range(epoch + 1, tf.int64.max).flat_map(lambda e: self.train_epoch(e, 0))
-        return first.concatenate(rest).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return first.concatenate(rest).prefetch(tf.data.AUTOTUNE).with_options(options)
