@@ -71,3 +71,42 @@ def test_float16_trains_with_loss_scaling(tmp_path):
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
     assert {layer.compute_dtype for layer in trainer.backbone.model.layers if layer.weights} == {"float16"}
     assert trainer.model.output.dtype == "float32"
+
+
+class Executions(TinyTrainer):
+    """Records the steps per execution each stage compiled with."""
+
+    def on_stage_begin(self, stage, index):
+        self.executions = getattr(self, "executions", []) + [self.model.steps_per_execution]
+
+
+def test_steps_per_execution_keeps_the_planned_step_counts(tmp_path):
+    write_image_folder(tmp_path / "images", num_classes=3, per_class=12, size=32)  # 30 training images
+    recipe = Recipe().with_overrides([
+        f"data.path={str(tmp_path / 'images')!r}", "data.batch_size=6", "data.augment={}", "backbone.input_size=32",
+        "schedule.kind='two_phase'", "schedule.steps=14", "schedule.head_steps=8", "schedule.lr=0.01",
+        "schedule.finetune_lr=0.003", "train.validate_every=4", "runtime.steps_per_execution=4"])
+    trainer = Executions(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    metrics = trainer.run()
+    # 8 steps validated every 4: whole executions of 4; 6 steps validated every 4: 2 divides both.
+    assert trainer.executions == [4, 2]
+    assert [s["steps_run"] for s in metrics["stages"]] == [8, 6]
+    assert int(trainer.optimizer.iterations) == 14
+    with pytest.raises(RecipeError, match="Received: runtime.steps_per_execution=0"):
+        TinyTrainer(recipe.with_overrides(["runtime.steps_per_execution=0"]), out_dir=str(tmp_path / "bad")).setup()
+
+
+def test_training_batches_have_static_shapes_over_several_replicas(tmp_path):
+    """What a TPU needs (it compiles one program per shape): every training batch of a run
+    over several replicas has the global batch size, known before any batch is read."""
+    write_image_folder(tmp_path / "images", num_classes=3, per_class=12, size=32)  # 30 training images
+    recipe = Recipe().with_overrides([
+        f"data.path={str(tmp_path / 'images')!r}", "data.batch_size=8", "data.augment={}", "backbone.input_size=32",
+        "runtime.strategy='mirrored'", "runtime.devices=['/cpu:0', '/cpu:1']"])
+    trainer = TinyTrainer(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.setup()
+    images, labels = trainer.datasets.train_stream(0).element_spec
+    assert images.shape.as_list() == [8, 32, 32, 3] and labels.shape.as_list()[0] == 8
+    assert trainer.steps_per_epoch == 3  # 30 // 8: the short last batch is dropped
+    sizes = [int(x.shape[0]) for x, _ in trainer.datasets.train_stream(0).take(7)]
+    assert sizes == [8] * 7

@@ -59,7 +59,7 @@ class Attempt:
 class StageLoop:
     """The stage machinery of `tfft.Trainer` (see the module docstring)."""
 
-    def _prepare(self, stage, learning_rate):
+    def _prepare(self, stage, learning_rate, steps_per_execution=1):
         """Freeze and unfreeze for `stage`, set its per-group factors and `learning_rate`
         (a schedule on the global step) and compile; return the trained group names."""
         trained = stage.trained_groups(self.group_names)
@@ -74,6 +74,7 @@ class StageLoop:
                 loss=self.build_loss(),
                 metrics=self.build_metrics(),
                 jit_compile=self.recipe.runtime.jit_compile,
+                steps_per_execution=steps_per_execution,
             )
         return trained
 
@@ -127,6 +128,13 @@ class StageLoop:
             every = max(self.steps_per_epoch, math.ceil(total / MAX_VALIDATIONS))
         return max(1, min(int(every), stage.steps))
 
+    def _execution_steps(self, stage, done):
+        """`runtime.steps_per_execution` for `stage`, lowered to the largest number that
+        divides the stage's steps, its validation period and the steps already done:
+        Keras runs whole executions, so that each `fit` ends on its planned step."""
+        whole = math.gcd(math.gcd(stage.steps, self._validation_period(stage)), done)
+        return max(d for d in range(1, min(self.recipe.runtime.steps_per_execution, whole) + 1) if whole % d == 0)
+
     def _chance_loss(self):
         return math.log(2.0) if self.datasets.multi_label else math.log(self.num_classes)
 
@@ -146,7 +154,7 @@ class StageLoop:
             else:
                 start_step, start_position = int(np.asarray(self.optimizer.iterations)), self.position
             learning_rate = StageLearningRate(stage.lr, start_step, stage.steps, stage.shape, stage.warmup)
-            trained = self._prepare(stage, learning_rate)
+            trained = self._prepare(stage, learning_rate, self._execution_steps(stage, self.position - start_position))
             snapshot = Snapshot.take(self.model, self.optimizer)
             self._stage_state = dict(stage_index=index, stage_name=stage.name, stage_start_step=start_step,
                                      stage_start_position=start_position, stage_first_step=first_step,
@@ -162,9 +170,11 @@ class StageLoop:
             elif attempt == 0:
                 self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, self._factors))
                 if self.verbose:
+                    execution = self.model.steps_per_execution
                     print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': {stage.steps} steps "
                           f"({stage.epochs:.3g} epochs), training {sorted(trained, key=self._group_order)} "
-                          f"({trainable:,} parameters)", flush=True)
+                          f"({trainable:,} parameters)" + (f", {execution} steps per execution" if execution > 1 else ""),
+                          flush=True)
                 self.on_stage_begin(stage, index)
             if resumed is not None and self.position - start_position >= stage.steps:
                 # The checkpoint was written at the stage's very end: only its report is left.
