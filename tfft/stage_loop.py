@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.guards import NonFinite
+from tfft.callbacks.progress import StepLines, fit_verbosity
 from tfft.callbacks.stage import CollapseGuard, StageProgress
 from tfft.callbacks.validation import Validation
 from tfft.errors import DataError
@@ -253,6 +254,11 @@ class StageLoop:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
         callbacks += self.build_callbacks(stage, index)
+        verbose = fit_verbosity(self.verbose)
+        if verbose == 2:  # a log file: a line every 30 s between Keras's epoch lines
+            callbacks.append(StepLines(f"stage {index + 1}/{len(self.stages)} '{stage.name}'", progress,
+                                       run_done=lambda: sum(s.steps for s in self.stages[:index]),
+                                       run_steps=sum(s.steps for s in self.stages)))
         period = self._validation_period(stage)
         history = {}
         done = progress.done
@@ -274,7 +280,7 @@ class StageLoop:
                     class_weight=self.datasets.class_weights,
                     shuffle=False,  # the stream is shuffled; Keras would only warn
                     callbacks=callbacks,
-                    verbose=self.verbose,
+                    verbose=verbose,
                 )
             except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
                 raise _data_error(error, self._unreadable_training_files()) from None

@@ -96,7 +96,9 @@ class Trainer(StageLoop):
         out_dir: run directory; default `recipe.output.dir`, else `runs/<recipe name>`.
         overwrite: replace a run directory that already holds files, once the new run has
             finished (it trains beside the old one until then).
-        verbose: Keras `fit` verbosity (2: one line per epoch).
+        verbose: 0 for quiet; otherwise progress: Keras's bar with its ETA on a terminal,
+            and in a log file one line per epoch with a step line (pace, stage and run
+            ETA) every 30 seconds between (`tfft.callbacks.progress`).
         dry_run: build the architecture without loading pretrained weights and without
             decoding every image (what `plan` needs); the BatchNorm policy still follows
             the recipe's weights.

@@ -15,10 +15,12 @@ very next batch.
 
 import hashlib
 import os
+import time
 
 import keras
 import tensorflow as tf
 
+from tfft.callbacks.progress import EVERY, duration
 from tfft.data.datasets import Datasets
 
 
@@ -53,15 +55,28 @@ def cache_dataset(ds, cache, name, digest):
     return ds.cache(f"{prefix}-{name}-{suffix}")
 
 
-def filled(cache, ds):
+def filled(cache, ds, total=None, every=EVERY, clock=time.monotonic):
     """For a file cache, a callable that reads `ds` through once, else None.
 
     A file cache is complete only once one iterator has read it to the end; a stream cut
-    mid-epoch would leave it half written. `Datasets.train_stream` calls this first.
+    mid-epoch would leave it half written. `Datasets.train_stream` calls this first. Filling
+    it decodes every training example, which can take minutes: a line every `every` seconds
+    says how far it is (`total`: the number of examples, for the ETA).
     """
     if not isinstance(cache, (str, os.PathLike)):
         return None
-    return lambda: ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
+
+    def fill():
+        start = last = clock()
+        for count, _ in enumerate(ds, 1):
+            now = clock()
+            if now - last >= every:
+                last = now
+                pace = (now - start) / count
+                left = f" of {total}, ETA {duration(pace * (total - count))}" if total else ""
+                print(f"filling the training cache {os.fspath(cache)}: {count} examples{left}", flush=True)
+
+    return fill
 
 
 def epoch_seed(seed, epoch):

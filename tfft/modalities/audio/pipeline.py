@@ -292,7 +292,7 @@ def audio_datasets(
 
     datasets = finish_datasets(
         train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
-        validation_examples, batch_size, prime=filled(cache, train_waves), skipped=skipped,
+        validation_examples, batch_size, prime=filled(cache, train_waves, len(train_paths)), skipped=skipped,
         items=dict(train=list(zip(train_paths, train_labels)), validation=list(zip(val_paths, val_labels))),
     )
     if normalize == "dataset":

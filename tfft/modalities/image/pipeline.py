@@ -339,6 +339,6 @@ def image_datasets(
 
     return finish_datasets(
         train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
-        validation_examples, batch_size, prime=filled(cache, decoded), skipped=skipped,
+        validation_examples, batch_size, prime=filled(cache, decoded, len(train_paths)), skipped=skipped,
         items=dict(train=list(zip(train_paths, train_labels)), validation=list(zip(val_paths, val_labels))),
     )

@@ -331,7 +331,7 @@ def text_datasets(
 
     return finish_datasets(
         train_epoch, validation, class_names, weights, len(train_texts), len(val_texts),
-        val_examples, batch_size, multi_label=bool(multi_label), prime=filled(cache, examples),
+        val_examples, batch_size, multi_label=bool(multi_label), prime=filled(cache, examples, len(train_texts)),
         skipped=skipped or [],
         items=dict(train=list(zip(train_texts, _as_lists(train_encoded))),
                    validation=list(zip(val_texts, _as_lists(val_encoded)))),
