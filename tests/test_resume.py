@@ -60,7 +60,7 @@ schedule = dict(kind="custom", stages=[
 ], precise_bn=2)
 train = dict(checkpoint_every=4, validate_every=5)
 runtime = dict(deterministic=True, seed=3)
-output = dict(log_every=1)
+output = dict(log_every=1, checkpoints="last")  # the finished run's optimizer, to compare
 """
 
 AUDIO = KILLER.format(base="Trainer") + """
@@ -74,7 +74,7 @@ schedule = dict(kind="custom", stages=[
 ])
 train = dict(checkpoint_every=3, validate_every=4)
 runtime = dict(deterministic=True)
-output = dict(log_every=1)
+output = dict(log_every=1, checkpoints="last")  # the finished run's optimizer, to compare
 """
 
 TEXT = KILLER.format(base="Trainer") + """
@@ -88,7 +88,7 @@ schedule = dict(kind="custom", stages=[
 ])
 train = dict(checkpoint_every=2, validate_every=3)
 runtime = dict(deterministic=True)
-output = dict(log_every=1)
+output = dict(log_every=1, checkpoints="last")  # the finished run's optimizer, to compare
 """
 
 

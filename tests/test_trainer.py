@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from tfft.errors import RecipeError
 from tfft.recipe import Recipe
 from tfft.testing import TinyTrainer, write_image_folder
 
@@ -108,10 +109,9 @@ def test_run_directory_holds_results(two_phase_run):
     assert saved["accuracy"] == metrics["accuracy"] and set(saved["per_class"]) == {"class0", "class1", "class2"}
     assert [s["name"] for s in saved["stages"]] == ["head", "finetune"]
     assert np.array(saved["confusion_matrix"]).sum() == saved["num_examples"] == 9
-    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["best", "step-000004", "step-000008"]
-    with open(os.path.join(out, "checkpoints", "step-000008", "state.json")) as f:
-        state = json.load(f)
-    assert state["stage_name"] == "finetune" and state["stage_index"] == 1 and state["position"] == 8
+    # Finished, the run resumes no more: its full checkpoints (optimizer included) are gone.
+    assert os.listdir(os.path.join(out, "checkpoints")) == ["best"]
+    assert not os.path.exists(os.path.join(out, "checkpoints", "best", "optimizer.npz"))
     # The model loads with plain Keras: no tfft objects, no optimizer inside.
     script = f"import keras; m = keras.models.load_model({os.path.join(out, 'model.keras')!r}); print(getattr(m, 'optimizer', None))"
     check = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -119,6 +119,23 @@ def test_run_directory_holds_results(two_phase_run):
     loaded = keras.models.load_model(os.path.join(out, "model.keras"))
     x = np.zeros((2, 32, 32, 3), "float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trainer.model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kept, steps", [("last", ["step-000008"]),
+                                         ("all", ["step-000002", "step-000004", "step-000006", "step-000008"])])
+def test_output_checkpoints_keeps_the_newest_or_every_full_checkpoint(data_dir, tmp_path, kept, steps):
+    trainer = TinyTrainer(_recipe(data_dir, f"output.checkpoints={kept!r}", "train.validate_every=2"),
+                          out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.run()
+    folder = os.path.join(trainer.out_dir, "checkpoints")
+    found = sorted(name for name in os.listdir(folder) if name.startswith("step-"))
+    assert found == steps
+    with open(os.path.join(folder, found[-1], "state.json")) as f:
+        state = json.load(f)
+    assert state["stage_name"] == "finetune" and state["stage_index"] == 1 and state["position"] == 8
+    assert os.path.isfile(os.path.join(folder, found[-1], "optimizer.npz"))
+    with pytest.raises(RecipeError, match="Received: output.checkpoints='some'"):
+        TinyTrainer(_recipe(data_dir, "output.checkpoints='some'"), out_dir=str(tmp_path / "bad")).setup()
 
 
 def trainer_metrics_accuracy(trainer):

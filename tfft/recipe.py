@@ -251,10 +251,16 @@ class OutputConfig:
     Args:
         dir: run directory; `tfft run --out` overrides it. Default: `runs/<recipe name>`.
         log_every: steps between training-loss points in TensorBoard (at least 1).
+        checkpoints: what stays of the full checkpoints (weights, optimizer, data position)
+            once the run has finished: `"resume"` (default) keeps the newest two while the
+            run trains, for a resume, and removes them at its end (`model.keras` and
+            `checkpoints/best`, weights only, stay); `"last"` keeps the newest one, to train
+            on from it; `"all"` keeps every one, each validation's.
     """
 
     dir: Optional[str] = None
     log_every: int = 20
+    checkpoints: str = "resume"
 
 
 SECTIONS = {

@@ -276,6 +276,9 @@ class Trainer(StageLoop):
         log_every = self.recipe.output.log_every
         if isinstance(log_every, bool) or log_every < 1:
             raise RecipeError(f"output.log_every must be at least 1 step. Received: output.log_every={log_every!r}")
+        if self.recipe.output.checkpoints not in CHECKPOINTS_KEPT:
+            raise RecipeError(f"output.checkpoints must be one of {list(CHECKPOINTS_KEPT)}. "
+                              f"Received: output.checkpoints={self.recipe.output.checkpoints!r}")
         every = runtime.steps_per_execution
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise RecipeError(f"runtime.steps_per_execution must be a whole number of steps, at least 1. "
@@ -412,6 +415,7 @@ class Trainer(StageLoop):
                 metrics = self._evaluate(history)
                 if self.save:
                     self._save_model()
+                    self._thin_checkpoints()
             finally:
                 self.logger.close()
             if self.out_dir != self.target_dir:
@@ -689,7 +693,8 @@ class Trainer(StageLoop):
                   flush=True)
         self.logger.set_model(self.model)
         if self.save:
-            self.store = CheckpointStore(os.path.join(self.out_dir, "checkpoints"))
+            self.store = CheckpointStore(os.path.join(self.out_dir, "checkpoints"),
+                                         keep=CHECKPOINTS_KEPT[self.recipe.output.checkpoints])
             cleaned = self.store.clean()
             if cleaned and self.verbose:
                 print(f"removed {cleaned} temporary checkpoint folders left by an interrupted save", flush=True)
@@ -815,6 +820,17 @@ class Trainer(StageLoop):
             model_file.write_assets(partial, directory)
         os.replace(partial, final)
 
+    def _thin_checkpoints(self):
+        """`output.checkpoints`: a finished run resumes no more, so `"resume"` removes its
+        full checkpoints (each holds the optimizer, twice the weights again for Adam)."""
+        kept = {"resume": 0, "last": 1, "all": None}[self.recipe.output.checkpoints]
+        if kept is None:
+            return
+        freed = self.store.remove_steps(kept)
+        if freed and self.verbose:
+            print(f"removed the full checkpoints kept for a resume ({freed / 1e6:.1f} MB; output.checkpoints="
+                  f"{self.recipe.output.checkpoints!r})", flush=True)
+
     def _model_metadata(self):
         """`tfft.json` of `model.keras` (`tfft.model_file`): what another recipe needs to use
         this model as its backbone, and what a user needs to read its outputs."""
@@ -855,6 +871,10 @@ class Trainer(StageLoop):
         evaluation.write_json(os.path.join(self.out_dir, "recipe.json"), given.to_dict())
         if self.recipe.source and os.path.isfile(self.recipe.source):
             shutil.copyfile(self.recipe.source, os.path.join(self.out_dir, "recipe.py"))
+
+
+# `output.checkpoints`: full checkpoints kept while the run trains (None: all).
+CHECKPOINTS_KEPT = {"resume": 2, "last": 2, "all": None}
 
 
 def _newest_state(directory):

@@ -264,7 +264,7 @@ class CheckpointStore:
 
     Args:
         directory: the run's `checkpoints/` folder.
-        keep: full checkpoints to keep; the older ones are removed after each save. Two
+        keep: full checkpoints to keep (None: all); the older ones are removed after each save. Two
             leave one to fall back on when the newest does not verify.
 
     Example:
@@ -275,7 +275,15 @@ class CheckpointStore:
 
     def __init__(self, directory, keep=2):
         self.directory = os.fspath(directory)
-        self.keep = max(1, int(keep))
+        self.keep = None if keep is None else max(1, int(keep))
+
+    def remove_steps(self, keep=0):
+        """Remove the full checkpoints but the newest `keep`; returns the bytes freed."""
+        freed = 0
+        for _, path in self.steps()[keep:]:
+            freed += sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+            shutil.rmtree(path, ignore_errors=True)
+        return freed
 
     @property
     def best_directory(self):
@@ -301,8 +309,8 @@ class CheckpointStore:
     def save(self, model, optimizer, state):
         step = int(state["step"])
         save_checkpoint(os.path.join(self.directory, f"step-{step:06d}"), model, optimizer, state)
-        for _, path in self.steps()[self.keep:]:
-            shutil.rmtree(path, ignore_errors=True)
+        if self.keep is not None:
+            self.remove_steps(self.keep)
 
     def save_best(self, model, optimizer, state, arrays=None):
         save_checkpoint(self.best_directory, model, optimizer, state, include_optimizer=False, extra=arrays)
