@@ -178,9 +178,14 @@ class StageLoop:
                           flush=True)
                 self.on_stage_begin(stage, index)
             if resumed is not None and self.position - start_position >= stage.steps:
-                # The checkpoint was written at the stage's very end: only its report is left.
+                # The checkpoint was written at the stage's very end: only its report is left,
+                # and its validation if the checkpoint came first (`train.checkpoint_every` or a
+                # signal at that step): the best weights may be the ones of that validation.
+                logs = dict(resumed.get("logs", {}))
                 self._validation = None
-                outcome = Attempt({k: [v] for k, v in resumed.get("logs", {}).items()},
+                if not any(k.startswith("val_") for k in logs):
+                    self._validate_now(stage, logs)
+                outcome = Attempt({k: [v] for k, v in logs.items()},
                                   StageProgress(start_position, stage.steps, self.position),
                                   CollapseGuard(self._last_loss, self._chance_loss()), NonFinite(), [])
                 break
@@ -223,6 +228,24 @@ class StageLoop:
         return dict(name=stage.name, steps=planned.steps, steps_run=end_step - first_step,
                     epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
                     trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
+
+    def _validate_now(self, stage, logs):
+        """The validation due at the current step, as the end of a `fit` epoch runs it:
+        scored (after precise BatchNorm when the stage trains it), logged and checkpointed,
+        its `val_*` keys added to `logs`. Returns the `Validation` callback."""
+        precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
+        validation = Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
+                                before=(lambda: recompute_batchnorm_statistics(
+                                    self.model, self.datasets.train, precise)) if precise else None)
+        self._validation = validation  # what `best/` keeps the scores of
+        if self.logger is not None:
+            self.logger.batch_logged(int(np.asarray(self.optimizer.iterations)))
+        for callback in (validation, self.logger, self.checkpoints):
+            if callback is not None:
+                callback.set_model(self.model)
+                callback.on_epoch_end(self._round, logs)
+        self._round += 1
+        return validation
 
     def _unreadable_training_files(self):
         from tfft import modalities

@@ -214,6 +214,12 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self._write_scalars("train", scalars, step)
         self._batch_step_tags = (step, frozenset(scalars))
 
+    def batch_logged(self, step):
+        """The batch end of `step` was logged by the process a resumed run continues: an
+        epoch end at `step` then leaves out what that batch end wrote, as it would have."""
+        if step // self.update_freq > (step - 1) // self.update_freq:
+            self._batch_step_tags = (step, frozenset({"learning_rate", "loss"}))
+
     def on_epoch_end(self, epoch, logs=None):
         step = self.current_step()
         train, validation = {}, {}
