@@ -386,3 +386,22 @@ def test_the_jump_of_unfreezing_is_no_collapse_but_a_climb_is():
     # The rate at work: a stage starting near its reference and climbing toward chance.
     climbing = _guard_run(0.3, [0.35, 0.35] + list(np.linspace(0.4, 2.2, 18)))
     assert climbing.collapsed is not None and climbing.reference == pytest.approx(0.35)
+
+
+def test_each_set_of_weights_is_scored_once(data_dir, tmp_path, monkeypatch):
+    """The epoch-end validation, the stage-end report and the final metrics share one pass
+    over the validation split per set of weights."""
+    from tfft import evaluation
+
+    scored = []
+    original = evaluation.predict_outputs
+
+    def counting(model, dataset):
+        scored.append(int(np.asarray(model.optimizer.iterations)))
+        return original(model, dataset)
+
+    monkeypatch.setattr(evaluation, "predict_outputs", counting)
+    trainer = TinyTrainer(_recipe(data_dir, "train.restore_best=False"), out_dir=str(tmp_path / "run"), verbose=0)
+    metrics = trainer.run()
+    assert scored and len(scored) == len(set(scored)), scored  # no step scored twice
+    assert scored[-1] == sum(s["steps_run"] for s in metrics["stages"])  # the final weights, once
