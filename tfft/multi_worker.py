@@ -20,9 +20,10 @@ plain `model.fit` of a compiled model fails under `MultiWorkerMirroredStrategy`
    (PerReplica:...) ... to a Tensor`. Fixed by building on this worker's first replica's
    slice of the batch: only its shapes matter.
 2. `reduce_per_replica(logs, strategy, "auto")` reduces each scalar log with
-   `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar. Keras metrics are
-   summed over every replica in their update, so each replica already holds the global
-   value: fixed by taking this worker's first local value, as Keras does under TPUStrategy.
+   `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar. The values a step
+   returns are metric results already reduced over every replica of every worker (the
+   workers log the very same loss and accuracy): fixed by taking this worker's first
+   local value, as Keras does under TPUStrategy.
 
 Both replacements act only when the strategy is in multi-worker mode and hand every other
 case to the Keras functions they wrap. `tests/test_multi_worker.py` runs real workers and
