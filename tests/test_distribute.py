@@ -80,6 +80,7 @@ class Executions(TinyTrainer):
         self.executions = getattr(self, "executions", []) + [self.model.steps_per_execution]
 
 
+@pytest.mark.slow
 def test_steps_per_execution_keeps_the_planned_step_counts(tmp_path):
     write_image_folder(tmp_path / "images", num_classes=3, per_class=12, size=32)  # 30 training images
     recipe = Recipe().with_overrides([

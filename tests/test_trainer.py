@@ -121,6 +121,7 @@ def test_run_directory_holds_results(two_phase_run):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trainer.model.predict(x, verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kept, steps", [("last", ["step-000008"]),
                                          ("all", ["step-000002", "step-000004", "step-000006", "step-000008"])])
 def test_output_checkpoints_keeps_the_newest_or_every_full_checkpoint(data_dir, tmp_path, kept, steps):
@@ -388,6 +389,7 @@ def test_the_jump_of_unfreezing_is_no_collapse_but_a_climb_is():
     assert climbing.collapsed is not None and climbing.reference == pytest.approx(0.35)
 
 
+@pytest.mark.slow
 def test_each_set_of_weights_is_scored_once(data_dir, tmp_path, monkeypatch):
     """The epoch-end validation, the stage-end report and the final metrics share one pass
     over the validation split per set of weights."""
