@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import re
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +43,7 @@ from tfft.errors import RecipeError
 
 _installed = False
 _strategy = None
+_forwards = weakref.WeakKeyDictionary()  # model -> its traced inference pass (`predict`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +171,9 @@ def predict(model, dataset):
     the validation split is small next to training, so each worker scores all of it and
     every worker takes the same decisions (best checkpoint, collapse, early stop).
     """
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    forward = _forwards.get(model)
+    if forward is None:  # traced once per model, not at every validation
+        forward = _forwards[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     return np.concatenate([np.asarray(forward(element[0])) for element in dataset], axis=0)
 
 

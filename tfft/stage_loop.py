@@ -229,23 +229,30 @@ class StageLoop:
                     epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
                     trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
 
+    def _new_validation(self, stage, batchnorm=None, skip=None):
+        """The `Validation` callback of `stage`: with precise BatchNorm first when the stage
+        trains BatchNorm (`batchnorm` receives what the recompute reports)."""
+        precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
+
+        def recompute():
+            result = recompute_batchnorm_statistics(self.model, self.datasets.train, precise)
+            if batchnorm is not None:
+                batchnorm[:] = result
+
+        return Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
+                          before=recompute if precise else None, skip=skip)
+
     def _validate_now(self, stage, logs):
         """The validation due at the current step, as the end of a `fit` epoch runs it:
-        scored (after precise BatchNorm when the stage trains it), logged and checkpointed,
-        its `val_*` keys added to `logs`. Returns the `Validation` callback."""
-        precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
-        validation = Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
-                                before=(lambda: recompute_batchnorm_statistics(
-                                    self.model, self.datasets.train, precise)) if precise else None)
-        self._validation = validation  # what `best/` keeps the scores of
+        scored, logged and checkpointed, its `val_*` keys added to `logs`."""
+        self._validation = self._new_validation(stage)  # what `best/` keeps the scores of
         if self.logger is not None:
             self.logger.batch_logged(int(np.asarray(self.optimizer.iterations)))
-        for callback in (validation, self.logger, self.checkpoints):
+        for callback in (self._validation, self.logger, self.checkpoints):
             if callback is not None:
                 callback.set_model(self.model)
                 callback.on_epoch_end(self._round, logs)
         self._round += 1
-        return validation
 
     def _unreadable_training_files(self):
         from tfft import modalities
@@ -259,15 +266,9 @@ class StageLoop:
     def _fit(self, index, stage, start_position):
         """One attempt at `stage`: `fit` from the current data position to the stage's end,
         validating on the stage's own grid of steps (see the module docstring)."""
-        precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
         batchnorm = []
         stopping = lambda: self.interruption.signal is not None or nonfinite.step is not None  # noqa: E731
-
-        def recompute():
-            batchnorm[:] = recompute_batchnorm_statistics(self.model, self.datasets.train, precise)
-
-        self._validation = Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
-                                      before=recompute if precise else None, skip=stopping)
+        self._validation = self._new_validation(stage, batchnorm, skip=stopping)
         progress = self._progress = StageProgress(start_position, stage.steps, position=self.position)
         guard = CollapseGuard(self._last_loss, self._chance_loss())
         nonfinite = NonFinite()

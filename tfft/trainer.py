@@ -694,7 +694,7 @@ class Trainer(StageLoop):
         self.logger.set_model(self.model)
         if self.save:
             self.store = CheckpointStore(os.path.join(self.out_dir, "checkpoints"),
-                                         keep=CHECKPOINTS_KEPT[self.recipe.output.checkpoints])
+                                         keep=CHECKPOINTS_KEPT[self.recipe.output.checkpoints][0])
             cleaned = self.store.clean()
             if cleaned and self.verbose:
                 print(f"removed {cleaned} temporary checkpoint folders left by an interrupted save", flush=True)
@@ -823,7 +823,7 @@ class Trainer(StageLoop):
     def _thin_checkpoints(self):
         """`output.checkpoints`: a finished run resumes no more, so `"resume"` removes its
         full checkpoints (each holds the optimizer, twice the weights again for Adam)."""
-        kept = {"resume": 0, "last": 1, "all": None}[self.recipe.output.checkpoints]
+        kept = CHECKPOINTS_KEPT[self.recipe.output.checkpoints][1]
         if kept is None:
             return
         freed = self.store.remove_steps(kept)
@@ -873,8 +873,9 @@ class Trainer(StageLoop):
             shutil.copyfile(self.recipe.source, os.path.join(self.out_dir, "recipe.py"))
 
 
-# `output.checkpoints`: full checkpoints kept while the run trains (None: all).
-CHECKPOINTS_KEPT = {"resume": 2, "last": 2, "all": None}
+# `output.checkpoints`: full checkpoints kept while the run trains, and once it has finished
+# (None: all).
+CHECKPOINTS_KEPT = {"resume": (2, 0), "last": (2, 1), "all": (None, None)}
 
 
 def _newest_state(directory):

@@ -16,7 +16,8 @@ from tfft.evaluation import confusion_matrix_figure
 def truncate_events(logdir, step):
     """Drop every summary written after global step `step` from the event files under
     `logdir`, so that a run resumed from a checkpoint at `step` continues the step axis with
-    no repeat. Each run folder's events are rewritten into one new file.
+    no repeat. Each run folder's events are rewritten into one file, under the name of its
+    oldest.
 
     Returns:
         How many events were dropped.
@@ -46,8 +47,12 @@ def truncate_events(logdir, step):
         for event in kept:
             writer.add_event(event)
         writer.close()
+        (rewritten,) = set(n for n in os.listdir(root) if ".tfevents." in n) - set(files)
         for name in files:
             os.remove(os.path.join(root, name))
+        # Under the oldest file's name: readers take event files in name (time) order, and a
+        # file the resumed run opens in the same second must still come after this one.
+        os.replace(os.path.join(root, rewritten), os.path.join(root, files[0]))
     return dropped
 
 
