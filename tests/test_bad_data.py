@@ -99,7 +99,8 @@ def _cli(*args):
 
 
 @pytest.mark.slow
-def test_without_verify_a_bad_file_is_one_line_and_tensorflow_logs_stay_out(tmp_path):
+@pytest.mark.parametrize("cached, when", [(False, "mid-epoch"), (True, "while the frozen backbone's outputs were computed")])
+def test_without_verify_a_bad_file_is_one_line_and_tensorflow_logs_stay_out(tmp_path, cached, when):
     root = tmp_path / "images"
     write_image_folder(root, num_classes=2, per_class=6, size=32)
     (root / "class1" / "notes.png").write_text("these are notes, not an image")
@@ -109,12 +110,13 @@ def test_without_verify_a_bad_file_is_one_line_and_tensorflow_logs_stay_out(tmp_
         backbone = dict(input_size=32)
         data = dict(path={str(root)!r}, batch_size=4, augment={{}}, validation_split=0.25, verify=False, cache=False)
         schedule = dict(kind="custom", stages=[dict(steps=6, train="head", lr=0.01)])
+        runtime = dict(cache_features={cached})
     """)
     result = _cli("run", recipe, "--out", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(
-        f"error: A training file could not be read mid-epoch: {root / 'class1' / 'notes.png'}. Fix or delete it"), lines
+        f"error: A training file could not be read {when}: {root / 'class1' / 'notes.png'}. Fix or delete it"), lines
     assert "Traceback" not in result.stderr and "cudart_stub" not in result.stderr
 
 

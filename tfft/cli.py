@@ -366,6 +366,11 @@ def format_stage(stage_plan, count):
     ]
     if stage.purpose:
         lines.append(f"  trains: {stage.purpose}")
+    if stage_plan.features == "cached":
+        lines.append("  backbone frozen: its outputs are computed once and the head trains on them "
+                     "(runtime.cache_features)")
+    elif stage_plan.features:
+        lines.append(f"  backbone frozen: its outputs are computed at every step, because {stage_plan.features}")
     lines.append(f"  {'group':<{width}} {'trains':<7} {'trainable params':>17} {'lr':>10}")
     for name, trains, params, rate in stage_plan.groups:
         shown = "-" if not trains else ("find" if rate is None else f"{rate:.3g}")

@@ -393,6 +393,12 @@ def apply_freezing(groups, trained, train_bn=False):
     statistics and its scale and offset are kept while the convolutions around it train.
     Keras 3 would otherwise update the statistics from each small fine-tuning batch.
 
+    A frozen group runs as at inference in the other respect too: its Dropout layers are
+    off (Keras keeps them on in training whatever `trainable` says). A frozen backbone then
+    gives an example the same features at every step, as the Keras transfer-learning guide's
+    `base_model(x, training=False)` does, and those features can be computed once
+    (`tfft.feature_cache`). `restore_dropout` puts every rate back (before saving a model).
+
     Changing `trainable` takes effect only once the model is compiled again: the trainer
     does that at every stage.
 
@@ -405,7 +411,45 @@ def apply_freezing(groups, trained, train_bn=False):
         trains = group.name in trained
         for layer in group.layers:
             layer.trainable = trains
-            if trains and not train_bn:
-                for sub in _sublayers(layer):
-                    if _is_batch_norm(sub):
-                        sub.trainable = False
+            for sub in _sublayers(layer):
+                if trains and not train_bn and _is_batch_norm(sub):
+                    sub.trainable = False
+                _switch_dropout(sub, on=trains)
+
+
+# Keras's layers that drop or perturb activations in training, and the attribute that says
+# how much: set to 0 while their group is frozen, the original kept in `_tfft_rate`.
+_RANDOM_RATES = ((keras.layers.Dropout, "rate"), (keras.layers.GaussianDropout, "rate"),
+                 (keras.layers.AlphaDropout, "rate"), (keras.layers.GaussianNoise, "stddev"))
+
+
+def _switch_dropout(layer, on):
+    for kind, attribute in _RANDOM_RATES:
+        if isinstance(layer, kind):
+            if not on and not hasattr(layer, "_tfft_rate"):
+                layer._tfft_rate = getattr(layer, attribute)
+                setattr(layer, attribute, 0.0)
+            elif on and hasattr(layer, "_tfft_rate"):
+                setattr(layer, attribute, layer._tfft_rate)
+                del layer._tfft_rate
+            return
+
+
+def restore_dropout(model):
+    """Put back the rate of every Dropout layer in `model` that a frozen group switched off."""
+    for sub in _sublayers(model):
+        _switch_dropout(sub, on=True)
+
+
+def random_layers(layer):
+    """The layers inside `layer` that act at random in training: Dropout-like layers with a
+    rate above 0, and any other layer drawing from a `keras.random.SeedGenerator`."""
+    found = []
+    for sub in _sublayers(layer):
+        kind = next((attribute for kind, attribute in _RANDOM_RATES if isinstance(sub, kind)), None)
+        if kind is not None:
+            if getattr(sub, kind):
+                found.append(sub)
+        elif any(isinstance(g, keras.random.SeedGenerator) for g in getattr(sub, "_seed_generators", [])):
+            found.append(sub)
+    return found

@@ -229,6 +229,10 @@ class RuntimeConfig:
             `steps_per_execution`): on a TPU, 32 to 100 hide the host's per-call cost.
             Callbacks see every `steps_per_execution`-th step, so the step-wise checks
             (checkpoints every N steps, a signal, a non-finite loss) act at that grain.
+        cache_features: fit a stage that trains the head alone on the frozen backbone's
+            outputs, computed once, when every epoch shows the backbone the same examples
+            (no random crop or augmentation): same result, without the backbone's forward
+            pass at every step (`tfft.feature_cache`; `tfft plan` says which stages do).
         seed: global seed of Keras, TensorFlow and NumPy.
         deterministic: TensorFlow's op determinism (`enable_op_determinism`): the same
             recipe and seed give bit-identical weights, and a resumed run those of an
@@ -240,6 +244,7 @@ class RuntimeConfig:
     mixed_precision: Union[bool, str] = "auto"
     jit_compile: Union[bool, str] = "auto"
     steps_per_execution: int = 1
+    cache_features: bool = True
     seed: int = 0
     deterministic: bool = False
 

@@ -21,8 +21,10 @@ from tfft.errors import TfftError
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
+# Frozen backbone outputs too large for memory (`tfft.feature_cache`), while the run lasts.
+FEATURES = "features"
 # What a run writes before its first checkpoint.
-STARTED_FILES = {RECIPE_FILE, "recipe.py", "tensorboard", "skipped.txt"}
+STARTED_FILES = {RECIPE_FILE, "recipe.py", "tensorboard", "skipped.txt", FEATURES}
 # Recipe values that may differ between the interrupted run and its resumption.
 UNCHECKED = {"output.dir", "source"}
 

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfft import feature_cache
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.guards import NonFinite
 from tfft.callbacks.progress import StepLines, fit_verbosity
@@ -69,15 +70,34 @@ class StageLoop:
         self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups])
         self._factors = factors
         self.group_optimizer.learning_rate = learning_rate
+        previous, self._feature_cache = self._feature_cache, None
+        if feature_cache.why_not(self, stage) is None:
+            try:
+                self._feature_cache = feature_cache.build(self, self.out_dir, previous, self.verbose)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+                raise _data_error(error, self._unreadable_training_files(),
+                                  "while the frozen backbone's outputs were computed") from None
+        models = [self.model] + ([self._feature_cache.head] if self._feature_cache else [])
         with self.strategy.scope():
-            self.model.compile(
-                optimizer=self.optimizer,
-                loss=self.build_loss(),
-                metrics=self.build_metrics(),
-                jit_compile=self.recipe.runtime.jit_compile,
-                steps_per_execution=steps_per_execution,
-            )
+            for model in models:
+                model.compile(
+                    optimizer=self.optimizer,
+                    loss=self.build_loss(),
+                    metrics=self.build_metrics(),
+                    jit_compile=self.recipe.runtime.jit_compile,
+                    steps_per_execution=steps_per_execution,
+                )
         return trained
+
+    def _fitted(self, callbacks):
+        """What `fit` runs on for the stage `_prepare` set up: `(model, stream, callbacks)`.
+        The whole classifier on the training stream, or the head on cached features
+        (`tfft.feature_cache`) with the callbacks kept on the whole classifier."""
+        cache = self._feature_cache
+        if cache is None:
+            return self.model, self.datasets.train_stream, callbacks
+        return (cache.head, lambda position: cache.stream(self.datasets, position),
+                [feature_cache.OnWholeModel(callbacks, self.model)])
 
     def find_learning_rate(self, stage, steps=100, start_lr=1e-7, end_lr=10.0):
         """Run the learning-rate range test on `stage`'s trainable groups, then put the
@@ -99,8 +119,9 @@ class StageLoop:
         generators = _seed_states(self.model)
         try:
             self._prepare(stage, sweep)
-            self.model.fit(self.datasets.train_stream(self.position), steps_per_epoch=1, epochs=steps,
-                           class_weight=self.datasets.class_weights, shuffle=False, callbacks=[recorder], verbose=0)
+            model, stream, callbacks = self._fitted([recorder])
+            model.fit(stream(self.position), steps_per_epoch=1, epochs=steps,
+                      class_weight=self.datasets.class_weights, shuffle=False, callbacks=callbacks, verbose=0)
         finally:
             snapshot.restore(self.model, self.optimizer)
             _restore_seed_states(self.model, generators)
@@ -283,6 +304,7 @@ class StageLoop:
             callbacks.append(StepLines(f"stage {index + 1}/{len(self.stages)} '{stage.name}'", progress,
                                        run_done=lambda: sum(s.steps for s in self.stages[:index]),
                                        run_steps=sum(s.steps for s in self.stages)))
+        model, stream, callbacks = self._fitted(callbacks)
         period = self._validation_period(stage)
         history = {}
         done = progress.done
@@ -296,8 +318,8 @@ class StageLoop:
             segments.append((period, math.ceil((stage.steps - done) / period)))
         for steps_per_epoch, rounds in segments:
             try:
-                fit = self.model.fit(
-                    self.datasets.train_stream(progress.position),
+                fit = model.fit(
+                    stream(progress.position),
                     steps_per_epoch=steps_per_epoch,
                     initial_epoch=self._round,
                     epochs=self._round + rounds,
@@ -310,21 +332,21 @@ class StageLoop:
                 raise _data_error(error, self._unreadable_training_files()) from None
             self._round += len(fit.epoch)
             history.update(fit.history or {})
-            if self.model.stop_training and progress.done < stage.steps:
+            if model.stop_training and progress.done < stage.steps:
                 break  # early stopping, a collapse, a NaN or a signal
         return Attempt(history, progress, guard, nonfinite, batchnorm)
 
 
-def _data_error(error, unreadable=()):
-    """A file that fails to decode mid-epoch (when `data.verify` was off), as one line that
-    names it when the modality can find it (`Modality.unreadable`)."""
+def _data_error(error, unreadable=(), when="mid-epoch"):
+    """A file that fails to decode mid-epoch (when `data.verify` was off), or `when` else, as
+    one line that names it when the modality can find it (`Modality.unreadable`)."""
     if unreadable:
         what = f"{unreadable[0]}" + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else "")
-        return DataError(f"A training file could not be read mid-epoch: {what}. Fix or delete it, leave data.verify "
+        return DataError(f"A training file could not be read {when}: {what}. Fix or delete it, leave data.verify "
                          "on to find such files before training, or set data.on_error='skip' to leave them out.")
     lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
     first = next((line for line in lines if "DataError" in line or "decode" in line.lower()), lines[0] if lines else "")
-    return DataError(f"A training file could not be read mid-epoch ({first[:300]}): leave data.verify on to find "
+    return DataError(f"A training file could not be read {when} ({first[:300]}): leave data.verify on to find "
                      "such files before training, or set data.on_error='skip' to leave them out.")
 
 

@@ -207,7 +207,8 @@ def array_datasets(x, y, x_val, y_val, class_names=None, batch_size=16, seed=0, 
 
     names = class_names or [f"class{i}" for i in range(int(np.max(y)) + 1)]
     validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
-    return finish_datasets(train_epoch, validation, names, None, len(x), len(x_val), None, batch_size)
+    return finish_datasets(train_epoch, validation, names, None, len(x), len(x_val), None, batch_size,
+                           in_order=lambda: examples.batch(batch_size), shuffle=(len(x), seed))
 
 
 def gaussian_blobs(num_classes=4, per_class=32, dims=8, spread=1.0, seed=0):

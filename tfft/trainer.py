@@ -28,11 +28,12 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Optional
 
 import keras
 import numpy as np
 
-from tfft import evaluation, model_file, modalities, multi_worker, rundir
+from tfft import evaluation, feature_cache, model_file, modalities, multi_worker, rundir
 from tfft.batchnorm import batchnorm_layers
 from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
 from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, SIGNALS, Interruption, weights_finite
@@ -40,7 +41,7 @@ from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
 from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
 from tfft.errors import RecipeError, TfftError
-from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups
+from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups, restore_dropout
 from tfft.optimizers import make_optimizer
 from tfft.recipe import Recipe, check_modality_keys
 from tfft.schedules import FIND, build_stages, plan_steps
@@ -73,6 +74,9 @@ class StagePlan:
             `lr` is the stage's peak rate times the group's factor (0 when frozen; None
             when the rate is found at the stage's start).
         batchnorm_trains: whether BatchNorm layers train in this stage.
+        features: for a stage that trains the head alone, `"cached"` when it trains on the
+            frozen backbone's outputs computed once (`tfft.feature_cache`), else why not;
+            None for a stage that trains backbone groups.
     """
 
     index: int
@@ -82,6 +86,7 @@ class StagePlan:
     epochs: float
     groups: list
     batchnorm_trains: bool = False
+    features: Optional[str] = None
 
     @property
     def trainable_params(self):
@@ -154,6 +159,7 @@ class Trainer(StageLoop):
         self.store = None
         self.interruption = Interruption(self._save_on_signal)
         self.planned_stages = None
+        self._feature_cache = None  # a head-only stage's features (`tfft.feature_cache`)
         self._built = False
 
     # -- hooks: override any of these ------------------------------------------------------
@@ -382,8 +388,11 @@ class Trainer(StageLoop):
             rows = [(g.name, g.name in trained, g.num_trainable_params, rates[g.name]) for g in self.groups]
             batchnorm = stage.train_bn and any(
                 layer.trainable for g in self.groups if g.name in trained for layer in batchnorm_layers_of(g))
+            features = None
+            if set(trained) == {HEAD}:
+                features = feature_cache.why_not(self, stage) or "cached"
             plans.append(StagePlan(index, stage, bounds, stage.steps, stage.steps / self.steps_per_epoch, rows,
-                                   batchnorm))
+                                   batchnorm, features))
         return plans
 
     # -- running ---------------------------------------------------------------------------
@@ -532,6 +541,9 @@ class Trainer(StageLoop):
                 for index in range(first, len(self.stages)):
                     partial = start if start is not None and index == first else None
                     self._history.append(self._run_stage(index, self.stages[index], partial))
+                self._feature_cache = None
+                feature_cache.remove(self.out_dir)
+                restore_dropout(self.model)  # the model leaves as it was built (and is saved so)
                 return list(self._history)
             except multi_worker.PEER_LOST as error:
                 if self.task is None:

@@ -35,6 +35,12 @@ class Datasets:
             `tfft check-data`.
         statistics: what the pipeline computed from the training split and an exported
             model needs (audio `normalize="dataset"`: per-band `mean` and `std`), or None.
+        in_order: optional callable returning the training examples as the model receives
+            them, batched `(x, y)` in listing order; given only when a training example is
+            the same in every epoch (no random crop or augmentation), so that what a frozen
+            backbone makes of it can be computed once (`tfft.feature_cache`).
+        shuffle: `(buffer, seed)` of the epochs' `shuffle_epoch`, so that `order` can tell
+            which examples each training batch holds; None when unknown.
 
     Example:
         >>> ds = Datasets(train_epoch, val, ["cat", "dog"], None, 80, 20, batch_size=16)
@@ -57,6 +63,8 @@ class Datasets:
     skipped: list = dataclasses.field(default_factory=list)
     items: dict = dataclasses.field(default_factory=dict)
     statistics: Optional[dict] = None
+    in_order: Optional[Callable] = None
+    shuffle: Optional[tuple] = None
 
     @property
     def num_classes(self):
@@ -83,6 +91,25 @@ class Datasets:
         """The first training epoch, batched and prefetched (order and augmentation fixed)."""
         return self.epoch(0).prefetch(tf.data.AUTOTUNE)
 
+    def order(self, epoch, skip=0):
+        """The example indices of training epoch `epoch`'s batches from batch `skip` on, in
+        listing order's numbering: batch `i` of `order(e)` holds the examples of batch `i`
+        of `train_epoch(e)`. Needs `shuffle`.
+
+        A shuffle's order depends on its seed, buffer and number of elements, not on what
+        the elements are, so the same shuffle of `range(num_train)` numbers the examples.
+        """
+        from tfft.data.pipeline import shuffle_epoch
+
+        buffer, seed = self.shuffle
+        indices = shuffle_epoch(tf.data.Dataset.range(self.num_train), buffer, seed, epoch)
+        return indices.batch(self.batch_size, drop_remainder=self.drop_remainder).skip(skip)
+
+    def index_stream(self, position=0):
+        """`order`'s batches chained into one endless stream from global batch `position`,
+        batch for batch the examples of `train_stream(position)`."""
+        return self._stream(self.order, position)
+
     def train_stream(self, position=0):
         """An endless stream of training batches starting at global batch `position`.
 
@@ -99,10 +126,13 @@ class Datasets:
         if self.prime is not None:
             self.prime()
             self.prime = None
-        per_epoch = self.steps_per_epoch
-        epoch, skip = divmod(int(position), per_epoch)
-        first = self.epoch(epoch, skip)
-        rest = tf.data.Dataset.range(epoch + 1, tf.int64.max).flat_map(lambda e: self.train_epoch(e, 0))
+        return self._stream(self.train_epoch, position)
+
+    def _stream(self, epoch_batches, position):
+        epoch, skip = divmod(int(position), self.steps_per_epoch)
+        start = tf.data.Dataset.from_tensors(tf.constant(epoch, tf.int64))
+        first = start.flat_map(lambda e: epoch_batches(e, int(skip)))
+        rest = tf.data.Dataset.range(epoch + 1, tf.int64.max).flat_map(lambda e: epoch_batches(e, 0))
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return first.concatenate(rest).prefetch(tf.data.AUTOTUNE).with_options(options)

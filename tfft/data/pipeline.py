@@ -152,6 +152,8 @@ def finish_datasets(
     prime=None,
     skipped=(),
     items=None,
+    in_order=None,
+    shuffle=None,
 ):
     """A `Datasets` of the training epochs and the prefetched validation split.
 
@@ -161,6 +163,9 @@ def finish_datasets(
         prime: optional callable run once before the first stream (see `filled`).
         skipped: `(file, reason)` of every file left out (`on_error="skip"`).
         items: `{"train": [(file or text, label)], "validation": [...]}`, for checks.
+        in_order: the training examples batched in listing order, when no random crop or
+            augmentation changes them from epoch to epoch (see `Datasets.in_order`).
+        shuffle: `(buffer, seed)` as given to `shuffle_epoch` (see `Datasets.order`).
     """
     return Datasets(
         train_epoch=train_epoch,
@@ -175,4 +180,6 @@ def finish_datasets(
         prime=prime,
         skipped=list(skipped),
         items=items or {},
+        in_order=in_order,
+        shuffle=shuffle,
     )

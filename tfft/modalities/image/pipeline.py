@@ -337,8 +337,13 @@ def image_datasets(
     # it is being written, so the examples then decode on their own.
     validation_examples = cached_val if cache is True else val_decoded
 
+    def in_order():
+        ds = (decoded if cache is True else _load(listed, size)).batch(batch_size)
+        return ds if preprocess is None else ds.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
     return finish_datasets(
         train_epoch, validation, class_names, weights, len(train_paths), len(val_paths),
         validation_examples, batch_size, prime=filled(cache, decoded, len(train_paths)), skipped=skipped,
         items=dict(train=list(zip(train_paths, train_labels)), validation=list(zip(val_paths, val_labels))),
+        in_order=in_order if augmenter is None else None, shuffle=(buffer, seed),
     )

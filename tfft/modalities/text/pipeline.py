@@ -329,12 +329,17 @@ def text_datasets(
         # A file cache cannot be read by two iterators while it is being written.
         val_examples = _slices(val_texts, val_encoded)
 
+    def in_order():
+        ds = (examples if cache is True else _slices(train_texts, train_encoded)).batch(batch_size)
+        return ds if preprocess is None else ds.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
     return finish_datasets(
         train_epoch, validation, class_names, weights, len(train_texts), len(val_texts),
         val_examples, batch_size, multi_label=bool(multi_label), prime=filled(cache, examples, len(train_texts)),
         skipped=skipped or [],
         items=dict(train=list(zip(train_texts, _as_lists(train_encoded))),
                    validation=list(zip(val_texts, _as_lists(val_encoded)))),
+        in_order=in_order, shuffle=(buffer, seed),
     )
 
 
