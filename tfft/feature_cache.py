@@ -13,8 +13,10 @@ pass at each of its steps:
 - `fit` trains a model from that tensor to the logits whose layers are the classifier's
   own, on a stream that looks each batch's features up by the examples' indices
   (`Datasets.index_stream`): batch for batch the examples of the uncached stream;
+- the validation split's features are computed once as well (as a validation pass runs
+  the prefix, `training=False`), and each validation scores the head on them;
 - the callbacks (validation, checkpoints, TensorBoard, the guards) keep the whole
-  classifier (`OnWholeModel`): a validation scores it, a checkpoint saves it.
+  classifier (`OnWholeModel`): a checkpoint saves it, the guards stop its `fit`.
 
 The features stay in memory, or above `MEMORY_LIMIT` in a file of the run directory's
 `features/` named after what they depend on (backbone, its weights, where the head starts,
@@ -56,8 +58,25 @@ class FeatureCache:
         dtype: the dtype the head receives (the compute dtype of the classifier).
     """
 
-    def __init__(self, head, features, labels, key, dtype):
+    def __init__(self, head, features, labels, key, dtype, prefix=None):
         self.head, self.features, self.labels, self.key, self.dtype = head, features, labels, key, dtype
+        self.prefix = prefix
+        self._validation = None
+
+    def validation(self, datasets):
+        """The validation split as batched `(features, labels)`, its features computed once
+        as a validation pass computes them (`training=False`): in the split's order."""
+        if self._validation is None:
+            run = tf.function(lambda x: self.prefix(x, training=False),
+                              input_signature=[datasets.validation.element_spec[0]])
+            features, labels = [], []
+            for x, y in datasets.validation:
+                features.append(tf.cast(run(x), self.dtype))
+                labels.append(y)
+            # In batches of the split's own size (chosen so that every replica gets examples).
+            self._validation = tf.data.Dataset.from_tensor_slices(
+                (tf.concat(features, 0), tf.concat(labels, 0))).batch(len(labels[0]))
+        return self._validation
 
     def stream(self, datasets, position=0):
         """The training stream of `datasets` from `position` on, each batch `(features, labels)`."""
@@ -144,7 +163,7 @@ def build(trainer, directory=None, current=None, verbose=0):
     path = os.path.join(directory, rundir.FEATURES, key) if directory and size > MEMORY_LIMIT else None
     if path is not None and os.path.isfile(path + ".labels.npy"):
         cache = FeatureCache(head, np.load(path + ".npy", mmap_mode="r"), np.load(path + ".labels.npy"), key,
-                             tensor.dtype)
+                             tensor.dtype, prefix)
         if len(cache.features) == trainer.datasets.num_train:
             return cache
     features, labels = _compute(prefix, trainer.datasets.in_order(), trainer.datasets.num_train, shape, path)
@@ -152,14 +171,15 @@ def build(trainer, directory=None, current=None, verbose=0):
         where = f"in {path}.npy" if path else "in memory"
         print(f"computed the frozen backbone's outputs for the {len(labels)} training examples once "
               f"({size / 1e6:.1f} MB {where}): the head trains on them", flush=True)
-    return FeatureCache(head, features, labels, key, tensor.dtype)
+    return FeatureCache(head, features, labels, key, tensor.dtype, prefix)
 
 
 def _compute(prefix, batches, count, shape, path):
     """Run `prefix` over `batches` as `fit` runs it (`training=True`: frozen layers are in
     inference mode then); into memory, or into `path`.npy written whole before its labels
     file (the one a later run checks for)."""
-    run = tf.function(lambda x: prefix(x, training=True))
+    # One trace for every batch size (the last batch is short).
+    run = tf.function(lambda x: prefix(x, training=True), input_signature=[batches.element_spec[0]])
     if path is None:
         features = np.empty((count, *shape), np.float32)
     else:

@@ -252,7 +252,8 @@ class StageLoop:
 
     def _new_validation(self, stage, batchnorm=None, skip=None):
         """The `Validation` callback of `stage`: with precise BatchNorm first when the stage
-        trains BatchNorm (`batchnorm` receives what the recompute reports)."""
+        trains BatchNorm (`batchnorm` receives what the recompute reports); on the frozen
+        backbone's validation features when the stage trains on cached features."""
         precise = self.recipe.schedule.precise_bn if stage.train_bn else 0
 
         def recompute():
@@ -260,6 +261,10 @@ class StageLoop:
             if batchnorm is not None:
                 batchnorm[:] = result
 
+        cache = self._feature_cache
+        if cache is not None and not precise:
+            return Validation(cache.validation(self.datasets), self.build_loss(), self.datasets.multi_label,
+                              skip=skip, scorer=cache.head)
         return Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
                           before=recompute if precise else None, skip=skip)
 

@@ -40,6 +40,9 @@ class Validation(keras.callbacks.Callback):
         before: optional callable run before each pass (precise BatchNorm), or None.
         skip: optional callable; when it returns True the epoch end is not scored (a run
             stopping on a signal or a NaN must not change the model after its checkpoint).
+        scorer: optional `keras.Model` that predicts `dataset` in the callback's model's
+            place: the head, on validation features computed once (`tfft.feature_cache`);
+            the loss still adds the whole model's regularisation losses.
 
     Example:
         >>> validation = Validation(datasets.validation, keras.losses.SparseCategoricalCrossentropy(True))
@@ -48,18 +51,19 @@ class Validation(keras.callbacks.Callback):
         (120, 4)
     """
 
-    def __init__(self, dataset, loss, multi_label=False, before=None, skip=None):
+    def __init__(self, dataset, loss, multi_label=False, before=None, skip=None, scorer=None):
         super().__init__()
         self.dataset = dataset
         self.loss = loss
         self.multi_label = multi_label
         self.before = before
         self.skip = skip or (lambda: False)
+        self.scorer = scorer
         self.last = None
 
     def score(self):
         """Predict the split once with the current weights; return `{name: value}`."""
-        labels, logits = evaluation.predict_outputs(self.model, self.dataset)
+        labels, logits = evaluation.predict_outputs(self.scorer or self.model, self.dataset)
         self.last = Scored(int(np.asarray(self.model.optimizer.iterations)), labels, logits)
         return score_logits(labels, logits, self.loss, self.multi_label, self.model.losses)
 
