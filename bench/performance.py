@@ -8,8 +8,10 @@ interleaved rounds, each round measuring both sides of each ratio:
   96 px, random weights, every layer training) and the same batches: median seconds per
   step of plain fit over tfft's (goal >= 0.98: tfft's callbacks, validation bookkeeping
   and progress cost at most 2%).
-- P2: a frozen stage fitted on cached backbone features / the same stage fitted end to end,
-  over E epochs (goal >= 0.8 E): not built yet, reported as null.
+- P2: plain Keras's frozen fit over E epochs / tfft's head stage of E epochs on features
+  computed once (`tfft.feature_cache`; the feature pass, compiling and the stage's
+  validation included), wall time, the same 3,000 JPEGs at 160 px, each side decoding them
+  in its first pass (goal >= 0.8 E).
 - P3: backbone inference on a batch / tfft's frozen-backbone training step on it (goal
   >= 0.8: a head stage costs little more than running the frozen backbone).
   `P3_plain` is the same ratio for plain Keras's `fit` with the base frozen: the part of
@@ -29,14 +31,17 @@ interleaved rounds, each round measuring both sides of each ratio:
   tokens) in texts/s over what MiniLM's training step consumes (goal >= 3).
 - scaling: examples/s of tfft's training step on 2 logical CPU devices (mirrored) over 1,
   and the median all-reduce of the model's gradients (one float32 vector of its trainable
-  size) over the step: what the all-reduce costs. On two cores two devices share the same
-  cores, so the ratio is not a speed-up to expect from two GPUs.
+  size) over the step: what the all-reduce costs; and examples/s of two `tfft run` worker
+  processes on 127.0.0.1 (TF_CONFIG, MultiWorkerMirroredStrategy, the same global batch)
+  over one process. On two cores two devices or two workers share the same cores, so the
+  ratios are not a speed-up to expect from two GPUs or two hosts.
 
     python bench/performance.py            # about 10 minutes on 2 shared cores
     python bench/performance.py --quick    # a smoke run of every measurement
 
-The last line of output is one JSON object with keys P1 ... P6 (numbers, null where not
-measured), P2_epochs and the raw medians.
+P1, P3 and P5 measure stages fitted end to end (`runtime.cache_features=False`), P2 the
+cached one. The last line of output is one JSON object with keys P1 ... P6 (numbers, null
+where not measured), P2_epochs and the raw medians.
 """
 
 import argparse
@@ -62,6 +67,10 @@ import tfft  # noqa: E402
 from tfft.modalities.image.pipeline import image_datasets  # noqa: E402
 
 IMAGE_SIZE = 96
+# P2 on 3,000 images at 160 px: an epoch long enough that the backbone's work, not the fixed
+# costs of a stage (traces, the validation), is most of a frozen fit.
+P2_SIZE = 160
+P2_PER_CLASS = 750
 BATCH = 32
 
 
@@ -105,48 +114,77 @@ def write_jpegs(directory, classes=4, per_class=96, size=128, seed=0):
 
 
 class Timed(tfft.Trainer):
-    """A Trainer whose every stage fit is clocked."""
+    """A Trainer whose every stage fit is clocked, and every stage's wall time (from its
+    freezing and compile to its end) kept in `stage_seconds`."""
 
     clock = None
 
     def build_callbacks(self, stage, index):
         return [self.clock]
 
+    def _run_stage(self, index, stage, resumed=None):
+        start = time.perf_counter()
+        entry = super()._run_stage(index, stage, resumed)
+        self.stage_seconds = getattr(self, "stage_seconds", []) + [time.perf_counter() - start]
+        return entry
 
-def tfft_run(images, workdir, steps, extra=(), head=True):
-    """Two stages of `steps`: the head on the frozen backbone, then every layer (`head=False`:
-    the second alone)."""
+
+def tfft_run(images, workdir, steps, extra=(), head=True, everything=True, cached=False, size=IMAGE_SIZE):
+    """Two stages of `steps`: the head on the frozen backbone (`head`), then every layer
+    (`everything`); end to end unless `cached`."""
     stages = [dict(name="head", steps=steps, train="head", lr=1e-3)] if head else []
-    stages.append(dict(name="all", steps=steps, train="all", lr=1e-4))
+    stages += [dict(name="all", steps=steps, train="all", lr=1e-4)] if everything else []
     recipe = tfft.Recipe().with_overrides([
         f"data.path={images!r}", f"data.batch_size={BATCH}", "data.augment={}", "data.validation_split=0.1",
-        "backbone.name='MobileNetV3Small'", "backbone.weights=None", f"backbone.input_size={IMAGE_SIZE}",
+        "backbone.name='MobileNetV3Small'", "backbone.weights=None", f"backbone.input_size={size}",
         "schedule.kind='custom'", f"schedule.stages={stages!r}", "schedule.train_bn=False",
-        f"train.validate_every={steps}", *extra])
+        f"train.validate_every={steps}", f"runtime.cache_features={cached}", *extra])
     trainer = Timed(recipe, out_dir=os.path.join(workdir, "run"), overwrite=True, verbose=0, save=False)
     trainer.clock = Clock()
     trainer.run()
     return trainer
 
 
-def plain_fit(trainer, steps, frozen=False):
+def plain_fit(trainer, steps, frozen=False, data=None):
     """The guide's way: the same architecture compiled once, `fit` on tfft's batches
-    (`frozen`: the base frozen, the head alone training)."""
+    (`frozen`: the base frozen, the head alone training; `data`: other `Datasets` than the
+    trainer's, for a fit that decodes its own images)."""
     keras.utils.set_random_seed(0)
-    base = keras.applications.MobileNetV3Small(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), weights=None,
-                                               include_top=False)
+    size = trainer.recipe.backbone.input_size
+    base = keras.applications.MobileNetV3Small(input_shape=(size, size, 3), weights=None, include_top=False)
     for layer in base.layers:  # as tfft's stage trains it: BatchNorm frozen (schedule.train_bn=False)
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     base.trainable = not frozen
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    inputs = keras.Input((size, size, 3))
     x = keras.layers.GlobalAveragePooling2D()(base(inputs))
     model = keras.Model(inputs, keras.layers.Dense(trainer.num_classes)(keras.layers.Dropout(0.2)(x)))
     model.compile(keras.optimizers.AdamW(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     clock = Clock()
-    model.fit(trainer.datasets.train_stream(0), steps_per_epoch=steps, epochs=1, callbacks=[clock], verbose=0)
+    stream = (data or trainer.datasets).train_stream(0)
+    model.fit(stream, steps_per_epoch=steps, epochs=1, callbacks=[clock], verbose=0)
     return clock
+
+
+def cached_stage(images, workdir, epochs, rounds):
+    """P2: wall seconds of plain Keras's frozen fit over `epochs` epochs and of tfft's head
+    stage of as many steps on cached features, medians of interleaved rounds, at
+    `P2_SIZE` px: a per-epoch cost that is the backbone's rather than the trace's."""
+    tfft_times, plain_times = [], []
+    steps = epochs * -(-sum(len(files) for _, _, files in os.walk(images)) * 9 // 10 // BATCH)
+    for index in range(rounds):
+        trainer = tfft_run(images, os.path.join(workdir, f"cached{index}"), steps, everything=False, cached=True,
+                           size=P2_SIZE)
+        assert trainer._history[0]["steps_run"] == steps and trainer.plan()[0].features == "cached"
+        tfft_times.append(trainer.stage_seconds[0])
+        # Batches of the same builder with a cache of their own: the plain fit decodes the
+        # images in its first epoch, as tfft's feature pass did.
+        clock = plain_fit(trainer, steps, frozen=True, data=trainer.build_datasets())
+        plain_times.append(clock.fits[0][-1] - clock.fits[0][0])
+        log(f"round {index + 1}: cached stage {tfft_times[-1]:.2f} s, plain frozen fit {plain_times[-1]:.2f} s "
+            f"over {epochs} epochs ({steps} steps)")
+    return statistics.median(tfft_times), statistics.median(plain_times), steps / trainer.steps_per_epoch
 
 
 def inference_seconds(trainer, repeats):
@@ -257,6 +295,85 @@ def mirrored_rate(images, workdir, steps):
     return BATCH / step, statistics.median(times), step
 
 
+WORKER_RECIPE = """
+import json
+import os
+import statistics
+import time
+
+import keras
+
+from tfft import Trainer
+
+data = dict(path={images!r}, batch_size={batch}, augment={{}}, validation_split=0.1)
+backbone = dict(name="MobileNetV3Small", weights=None, input_size={size})
+schedule = dict(kind="custom", stages=[dict(name="all", steps={steps}, train="all", lr=1e-4)], train_bn=False)
+train = dict(validate_every={steps})
+runtime = dict(cache_features=False)
+
+
+class Clocked(Trainer):
+    \"\"\"Writes the median seconds of its training steps (after the first) to $STEP_SECONDS.\"\"\"
+
+    def build_callbacks(self, stage, index):
+        ends = self.ends = []
+
+        class Clock(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                ends.append(time.perf_counter())
+
+        return [Clock()]
+
+    def run(self):
+        metrics = super().run()
+        steps = [b - a for a, b in zip(self.ends[1:], self.ends[2:])]
+        with open(os.environ["STEP_SECONDS"], "w") as file:
+            json.dump(statistics.median(steps), file)
+        return metrics
+
+
+trainer = Clocked
+"""
+
+
+def worker_rates(images, workdir, steps):
+    """Examples/s of one `tfft run` process and of two worker processes on 127.0.0.1
+    (TF_CONFIG, MultiWorkerMirroredStrategy; each worker holds half of every global batch)."""
+    import socket
+    import subprocess
+
+    recipe = os.path.join(workdir, "workers.py")
+    with open(recipe, "w") as file:
+        file.write(WORKER_RECIPE.format(images=images, batch=BATCH, size=IMAGE_SIZE, steps=steps))
+    sockets = [socket.socket() for _ in range(2)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+
+    def launch(name, tf_config):
+        seconds = os.path.join(workdir, f"{name}.json")
+        env = dict(os.environ, STEP_SECONDS=seconds, TF_CONFIG=tf_config, TF_CPP_MIN_LOG_LEVEL="2")
+        process = subprocess.Popen([sys.executable, "-m", "tfft.cli", "run", recipe, "--out",
+                                    os.path.join(workdir, name)], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        return process, seconds
+
+    def wait(launched):
+        for process, _ in launched:
+            if process.wait(timeout=900) != 0:
+                raise RuntimeError(f"a worker run failed (exit {process.returncode})")
+        with open(launched[0][1]) as file:
+            return BATCH / json.load(file)
+
+    one = wait([launch("one_process", "")])
+    cluster = {"cluster": {"worker": hosts}}
+    two = wait([launch(f"worker{i}", json.dumps(dict(cluster, task={"type": "worker", "index": i})))
+                for i in range(2)])
+    return one, two
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: few steps of each measurement")
@@ -291,6 +408,14 @@ def main(argv=None):
     results["rounds"] = [{k: round(v, 3) for k, v in r.items() if k.startswith("P")} for r in rounds]
     all_step = middle["tfft_step"]
 
+    epochs = 2 if args.quick else 5
+    log(f"P2: a head stage of {epochs} epochs on cached features against plain Keras's frozen fit, {P2_SIZE} px")
+    larger = write_jpegs(os.path.join(workdir, "larger"), per_class=24 if args.quick else P2_PER_CLASS, size=P2_SIZE)
+    cached_seconds, plain_seconds, epochs_run = cached_stage(larger, workdir, epochs, args.repeats)
+    results["P2"] = plain_seconds / cached_seconds
+    results["P2_epochs"] = epochs_run
+    results["raw"].update(cached_stage=cached_seconds, plain_frozen_fit=plain_seconds)
+
     log("P4: image pipelines on the same JPEG files")
     augmented, unaugmented, keras_rate = image_pipelines(images, batches)
     consumed = BATCH / all_step
@@ -315,13 +440,18 @@ def main(argv=None):
     results["scaling_2_devices"] = two / consumed
     results["all_reduce_share"] = reduce_seconds / two_step
     results["raw"].update(two_devices=two, all_reduce=reduce_seconds)
-    results["P2"] = None
-    results["P2_epochs"] = None
+
+    log("scaling: one process and two worker processes (MultiWorkerMirroredStrategy on 127.0.0.1)")
+    one_process, two_workers = worker_rates(images, workdir, steps)
+    results["scaling_2_workers"] = two_workers / one_process
+    results["raw"].update(one_process=one_process, two_workers=two_workers)
+
 
     print("\n| measure | ratio | goal |\n|---|---|---|")
     goals = {"P1": ">= 0.98", "P2": ">= 0.8 E", "P3": ">= 0.8", "P3_plain": "(plain Keras's frozen fit)",
              "P4": ">= 1.5", "P4_vs_keras": ">= 1.0", "P4_audio": ">= 1.5",
              "P5": "<= 1.0", "P6": ">= 3", "scaling_2_devices": "(2 devices on 2 shared cores)",
+             "scaling_2_workers": "(2 worker processes on the same 2 cores)",
              "all_reduce_share": "(of a 2-device step)"}
     for key, goal in goals.items():
         value = results[key]
