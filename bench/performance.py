@@ -36,7 +36,7 @@ interleaved rounds, each round measuring both sides of each ratio:
   over one process. On two cores two devices or two workers share the same cores, so the
   ratios are not a speed-up to expect from two GPUs or two hosts.
 
-    python bench/performance.py            # about 10 minutes on 2 shared cores
+    python bench/performance.py            # about 14 minutes on 2 shared cores
     python bench/performance.py --quick    # a smoke run of every measurement
 
 P1, P3 and P5 measure stages fitted end to end (`runtime.cache_features=False`), P2 the
