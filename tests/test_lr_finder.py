@@ -75,7 +75,13 @@ def test_rules_and_their_errors():
     assert sweep.rate(30) == pytest.approx(1e-3, rel=1e-6)
 
 
-def test_lr_find_command_prints_the_rate_and_writes_the_curve(tmp_path):
+def test_lr_find_command_prints_the_rate_and_writes_the_curve(tmp_path, monkeypatch):
+    from tfft import multi_worker
+
+    # On a host of a cluster the sweep still runs in this process alone.
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    monkeypatch.setattr(multi_worker, "multi_worker_strategy", lambda task: pytest.fail("lr-find joined the cluster"))
     data = tmp_path / "images"
     write_image_folder(data, num_classes=3, per_class=8, size=32)
     recipe = write_recipe(tmp_path / "tiny.py", f"""

@@ -166,6 +166,7 @@ def lr_find(recipe_path, overrides, stage_name, steps, out_dir, overwrite, demo)
 
     out_dir = out_dir or _default_run_dir(recipe) + "-lr-find"
     trainer = (recipe.trainer or Trainer)(recipe, out_dir=out_dir, overwrite=overwrite, verbose=0)
+    trainer.join_cluster = False  # a sweep in this process alone, also on a cluster's host
     stage, test = trainer.range_test(stage_name, steps=steps)
     key = "schedule.lr" if stage.train == ("head",) else "schedule.finetune_lr"
     trained = sorted(stage.trained_groups(trainer.group_names), key=[g.name for g in trainer.groups].index)

@@ -118,6 +118,10 @@ class Trainer(StageLoop):
         >>> result["accuracy"]
     """
 
+    # A process of a cluster (TF_CONFIG, Slurm) trains as one of its workers; `tfft lr-find`,
+    # a one-process tool, sets this False to train alone whatever the environment says.
+    join_cluster = True
+
     def __init__(self, recipe=None, out_dir=None, overwrite=False, verbose=2, dry_run=False, save=True, resume="auto"):
         self.recipe = recipe or Recipe()
         self.dry_run = dry_run
@@ -165,9 +169,10 @@ class Trainer(StageLoop):
     # -- hooks: override any of these ------------------------------------------------------
 
     def build_strategy(self):
-        """Return the `tf.distribute.Strategy` (default: from `runtime.strategy`; a dry run
-        never joins a cluster)."""
-        return resolve_strategy(self.recipe.runtime.strategy, self.recipe.runtime.devices, cluster=not self.dry_run)
+        """Return the `tf.distribute.Strategy` (default: from `runtime.strategy`; a dry run,
+        or a trainer whose `join_cluster` is False, never joins a cluster)."""
+        return resolve_strategy(self.recipe.runtime.strategy, self.recipe.runtime.devices,
+                                cluster=self.join_cluster and not self.dry_run)
 
     def build_backbone(self):
         """Return a `tfft.backbones.Backbone` (model, preprocessing, group rules).
@@ -440,7 +445,7 @@ class Trainer(StageLoop):
         `run` calls it; call it first yourself to write beside the run before it starts
         (as `tfft tune` writes its trials). Idempotent until `release`.
         """
-        if self.recipe.runtime.strategy in ("auto", "multi_worker") and not self.dry_run:
+        if self.recipe.runtime.strategy in ("auto", "multi_worker") and self.join_cluster and not self.dry_run:
             self.task = multi_worker.cluster_from_environment()
         if self.task is not None and not self.task.is_chief:
             if self._scratch is None:
