@@ -111,3 +111,42 @@ def test_training_batches_have_static_shapes_over_several_replicas(tmp_path):
     assert trainer.steps_per_epoch == 3  # 30 // 8: the short last batch is dropped
     sizes = [int(x.shape[0]) for x, _ in trainer.datasets.train_stream(0).take(7)]
     assert sizes == [8] * 7
+
+
+def test_each_replica_draws_its_own_dropout_mask():
+    import subprocess
+    import sys
+    import textwrap
+
+    # A process of its own: the seeds are patched process-wide, and the unpatched masks are
+    # part of the test.
+    script = textwrap.dedent("""
+        import numpy as np
+        import tensorflow as tf
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras
+        from tfft.distribute import install_replica_seeds
+
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+        def masks():
+            with strategy.scope():
+                layer = keras.layers.Dropout(0.5, seed=3)
+                step = tf.function(lambda: strategy.run(lambda: layer(tf.ones([64]), training=True)))
+                return [np.asarray(m) for m in strategy.experimental_local_results(step())]
+
+        before = masks()
+        install_replica_seeds()
+        install_replica_seeds()  # idempotent
+        after = masks()
+        print(int(np.array_equal(before[0], before[1])), int(np.array_equal(after[0], after[1])),
+              int(np.array_equal(before[0], after[0])), float(np.mean(after[1] == 0)))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    same_before, same_after, first_kept, dropped = result.stdout.split()
+    assert same_before == "1"  # what Keras does: one seed state, the same mask on every replica
+    assert same_after == "0"  # each replica its own mask
+    assert first_kept == "1"  # replica 0 draws as before
+    assert 0.3 < float(dropped) < 0.7

@@ -71,6 +71,37 @@ def resolve_strategy(name="auto", devices=(), cluster=True):
     return tf.distribute.get_strategy()
 
 
+def install_replica_seeds():
+    """Give every replica its own random draws: fold the replica's id into the seed of
+    Keras's random ops (Dropout's masks and every other op of the TensorFlow backend).
+
+    Keras 3 draws from a `SeedGenerator`, whose state is one variable: under a strategy of
+    several replicas every replica reads the same state, so each drew the same dropout mask
+    for its own examples (measured with Keras 3.15, TF 2.21, two logical CPU devices). The
+    backend turns every seed into an int32 pair in one function, `_cast_seed`; wrapped here,
+    inside a replica context of more than one replica the pair's second half moves by the
+    replica's id, and outside one (one device, cross-replica code) nothing changes. Draws
+    stay a function of the seed state, so a run is as reproducible as before. Idempotent.
+    """
+    from keras.src.backend.tensorflow import random as backend_random
+
+    if getattr(backend_random._cast_seed, "per_replica", False):
+        return
+    original = backend_random._cast_seed
+
+    def cast_seed(seed):
+        seed = original(seed)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return seed
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        offset = tf.math.floormod(seed[1] + replica * 7919, tf.int32.max - 1)
+        return tf.stack([seed[0], offset])
+
+    cast_seed.per_replica = True
+    backend_random._cast_seed = cast_seed
+
+
 def _device_key(name):
     """`("CPU", 1)` for "/cpu:1", "/device:CPU:1" or "/job:localhost/.../device:CPU:1"."""
     try:

@@ -39,7 +39,7 @@ from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_che
 from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, SIGNALS, Interruption, weights_finite
 from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
 from tfft.data.build import datasets_from_recipe
-from tfft.distribute import batches_for_replicas, mixed_precision_policy, resolve_strategy
+from tfft.distribute import batches_for_replicas, install_replica_seeds, mixed_precision_policy, resolve_strategy
 from tfft.errors import RecipeError, TfftError
 from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups, restore_dropout
 from tfft.optimizers import make_optimizer
@@ -299,6 +299,8 @@ class Trainer(StageLoop):
                             f"train.validate_every={self.recipe.train.validate_every!r}")
         keras.utils.set_random_seed(runtime.seed)
         self.strategy = self.build_strategy()
+        if self.strategy.num_replicas_in_sync > 1:
+            install_replica_seeds()
         policy = mixed_precision_policy(runtime.mixed_precision, self.strategy)
         keras.mixed_precision.set_global_policy(policy or "float32")
         with self.strategy.scope():
