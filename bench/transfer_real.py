@@ -251,7 +251,7 @@ def tfidf_arm(train, test, seed):
 
 # -- one set, one seed ---------------------------------------------------------------------------
 
-def run_arm(arm, name, source, sets, seed, workdir, tfft_steps, quick=False):
+def run_arm(arm, name, source, sets, seed, workdir, tfft_steps, quick=False, extra=()):
     train, test = sets["target_train"], sets["target_test"]
     common = data_overrides(name, train, test) + [f"runtime.seed={seed}", f"data.seed={seed}"]
     if quick:
@@ -259,9 +259,9 @@ def run_arm(arm, name, source, sets, seed, workdir, tfft_steps, quick=False):
     if name != "manpages":
         common.append(f"backbone.name={source!r}")
     if arm == "tfft":
-        return run_tfft(common, workdir, f"{name}_{seed}_tfft")
+        return run_tfft(common + list(extra), workdir, f"{name}_{seed}_tfft")
     if arm == "tfft_auto":
-        return run_tfft(common + ["schedule.kind='auto'"], workdir, f"{name}_{seed}_auto")
+        return run_tfft(common + list(extra) + ["schedule.kind='auto'"], workdir, f"{name}_{seed}_auto")
     if arm == "keras_guide" and name == "manpages":
         acc, extra = keras_hub_arm(train, test, seed, tfft_steps)
         return dict(accuracy=acc, **extra)
@@ -303,6 +303,9 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workdir", default=os.path.expanduser("~/.cache/tfft-bench/transfer_real"))
     parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, short pretraining, short runs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override for the tfft arms (repeatable), e.g. schedule.unfreeze=0; "
+                             "the baselines keep the budget of the tfft arm so changed")
     args = parser.parse_args(argv)
     args.sets = [s for s in args.sets.split(",") if s]
     args.arms = [a for a in args.arms.split(",") if a]
@@ -327,7 +330,8 @@ def main(argv=None):
             tfft_steps = None
             # tfft runs first, also when not asked for: its steps are the baselines' budget.
             for arm in ["tfft"] + [a for a in args.arms if a != "tfft"]:
-                result = run_arm(arm, name, source, sets, seed, args.workdir, tfft_steps, args.quick)
+                result = run_arm(arm, name, source, sets, seed, args.workdir, tfft_steps, args.quick,
+                                 args.overrides)
                 if arm == "tfft":
                     tfft_steps = result["steps"]
                 if arm in args.arms:
