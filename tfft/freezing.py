@@ -446,9 +446,9 @@ def random_layers(layer):
     rate above 0, and any other layer drawing from a `keras.random.SeedGenerator`."""
     found = []
     for sub in _sublayers(layer):
-        kind = next((attribute for kind, attribute in _RANDOM_RATES if isinstance(sub, kind)), None)
-        if kind is not None:
-            if getattr(sub, kind):
+        attribute = next((name for kind, name in _RANDOM_RATES if isinstance(sub, kind)), None)
+        if attribute is not None:
+            if getattr(sub, attribute):
                 found.append(sub)
         elif any(isinstance(g, keras.random.SeedGenerator) for g in getattr(sub, "_seed_generators", [])):
             found.append(sub)
