@@ -1,10 +1,13 @@
 """Keep TensorFlow's C++ log lines from reaching the user of the `tfft` command.
 
 TensorFlow 2.21 writes them through absl straight to file descriptor 2, before and after any
-Python log setting: `I0000 00:00:... cudart_stub.cc:31] Could not find cuda drivers`,
+Python log setting: `I0000 00:00:1796548217.141690 24305 cudart_stub.cc:31] Could not find cuda
+drivers` (before absl is initialised, which TensorFlow leaves undone, the time is seconds since
+the epoch; `W1206 09:04:40.123456` after),
 `W0000 ... jpeg_mem.cc:...] Premature end of JPEG data` for a truncated JPEG, and so on,
 and the libjpeg and libpng messages behind them (`Improper call to JPEG library ...`).
 `filtered_stderr` puts a pipe in front of descriptor 2 and forwards every line but those.
+A fatal line (`F0000 ...`) is forwarded: it says why the process is about to abort.
 `TF_CPP_MIN_LOG_LEVEL=0` (or 1) lets them through again.
 """
 
@@ -16,7 +19,7 @@ import threading
 
 NATIVE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] "
+    rb"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] "
     # libjpeg and libpng, which TensorFlow's decoders call, print their own complaints.
     rb"|Improper call to JPEG library|Premature end of JPEG|Corrupt JPEG data|Not a JPEG file|Invalid JPEG file"
     rb"|libpng (warning|error))"

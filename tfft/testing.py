@@ -44,7 +44,12 @@ def tiny_resnet(input_size=32, filters=(8, 16, 32), blocks=1, name="tiny_resnet"
             strides = 2 if stage > 2 and block == 1 else 1
             shortcut = x
             if strides != 1 or x.shape[-1] != width:
-                shortcut = keras.layers.Conv2D(width, 1, strides=strides, name=f"{prefix}_0_conv")(x)
+                # ResNet-D's shortcut (pool, then a 1x1 convolution) rather than a strided 1x1
+                # convolution: with fewer than 16 input channels the latter's backward pass
+                # corrupts the heap on AVX-512 CPUs (uxlfoundation/oneDNN#6035).
+                if strides != 1:
+                    shortcut = keras.layers.AveragePooling2D(strides, name=f"{prefix}_0_pool")(shortcut)
+                shortcut = keras.layers.Conv2D(width, 1, name=f"{prefix}_0_conv")(shortcut)
                 shortcut = keras.layers.BatchNormalization(name=f"{prefix}_0_bn")(shortcut)
             y = keras.layers.Conv2D(width, 3, strides=strides, padding="same", name=f"{prefix}_1_conv")(x)
             y = keras.layers.BatchNormalization(name=f"{prefix}_1_bn")(y)
