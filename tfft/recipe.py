@@ -87,8 +87,9 @@ class CommonDataKeys:
         cache: cache decoded examples in memory (True), in a file (a path), or not (False).
         class_weights: None, `"balanced"`, or `{class_name: weight}`.
         synthetic: when no data source is set, generate this built-in data set so the
-            recipe runs anywhere: `"mri"` (images), `"tickets"` (text), `"keywords"`
-            (spoken words, made with espeak-ng); None makes a missing source an error.
+            recipe runs anywhere: `"mri"` (images), `"tickets"`, `"contract_clauses"` or
+            `"financial_news"` (text), `"keywords"` (spoken words, made with espeak-ng);
+            None makes a missing source an error.
         synthetic_per_class: examples per class of the synthetic set (None: its default).
         seed: seed of the split, shuffling and augmentation.
         verify: decode every file once before training to name any corrupt one.

@@ -7,12 +7,16 @@ from tfft.data.sources import class_weights, list_class_folders, read_manifest, 
 from tfft.modalities.audio.demo import KEYWORDS_A, KEYWORDS_B, make_keyword_set
 from tfft.modalities.image.demo import SYNTHETIC_MRI_CLASSES, make_synthetic_mri
 from tfft.modalities.text.demo import SUPPORT_TICKET_CLASSES, make_support_tickets, support_ticket_splits
+from tfft.modalities.text.contract_clauses import CONTRACT_CLAUSE_CLASSES, contract_clause_splits, make_contract_clauses
+from tfft.modalities.text.financial_news import FINANCIAL_NEWS_CLASSES, financial_news_splits, make_financial_news
 from tfft.modalities.text.pipeline import TEXT_EXTENSIONS, text_datasets
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioFeatures",
+    "CONTRACT_CLAUSE_CLASSES",
     "Datasets",
+    "FINANCIAL_NEWS_CLASSES",
     "IMAGE_EXTENSIONS",
     "KEYWORDS_A",
     "KEYWORDS_B",
@@ -21,9 +25,13 @@ __all__ = [
     "TEXT_EXTENSIONS",
     "audio_datasets",
     "class_weights",
+    "contract_clause_splits",
+    "financial_news_splits",
     "image_datasets",
     "list_class_folders",
     "log_mel",
+    "make_contract_clauses",
+    "make_financial_news",
     "make_keyword_set",
     "make_support_tickets",
     "make_synthetic_mri",

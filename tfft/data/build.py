@@ -64,11 +64,11 @@ def _datasets(config, backbone, input_size, dry_run, verbose, statistics):
             given = ", ".join(f"data.{key}=" + ("DIR" if key == "path" else "NAME" if key == "tfds" else "FILE")
                               for key in modality.sources)
             raise DataError(f"No {config.kind} data given: set one of {given}. Received: data.path=None")
-        if config.synthetic != modality.synthetic:
-            raise DataError(
-                f"Unknown synthetic data set for {config.kind} data: the built-in one is '{modality.synthetic}'. "
-                f"Received: data.synthetic={config.synthetic!r}"
-            )
+        names = modality.synthetic_sets
+        if config.synthetic not in names:
+            built_in = f"one is '{names[0]}'" if len(names) == 1 else "ones are " + ", ".join(f"'{n}'" for n in names)
+            raise DataError(f"Unknown synthetic data set for {config.kind} data: the built-in {built_in}. "
+                            f"Received: data.synthetic={config.synthetic!r}")
         sources.update(modality.demo_set(config, input_size, verbose))
     elif config.tfds is not None and modality.tfds_feature is not None:
         sources.update(modality.tfds_sources(config, verbose))

@@ -37,7 +37,8 @@ class Modality:
     Attributes:
         name: the `data.kind` value.
         sources: the `data` keys that name a data source this modality reads.
-        synthetic: the name of its built-in demo set (`data.synthetic`).
+        synthetic: the name of its built-in demo set (`data.synthetic`); a modality
+            with several lists them all in `synthetic_sets`.
         augment: its default training augmentation (`data.augment=None`).
         strong_augment: its `data.augment="strong"` preset, or None if it has none.
         takes_applications: whether Keras applications serve as its backbones (then
@@ -59,6 +60,11 @@ class Modality:
     augment = {}
     strong_augment = None
     takes_applications = False
+
+    @property
+    def synthetic_sets(self):
+        """The names `data.synthetic` takes for this modality, `synthetic` first."""
+        return (self.synthetic,)
 
     def backbone_options(self, recipe):
         """What `build_backbone` and `file_backbone` take besides the `backbone` keys, from
@@ -90,8 +96,8 @@ class Modality:
         raise NotImplementedError
 
     def demo_set(self, config, input_size, verbose=0):
-        """Write (or find in the cache) the built-in demo set; return the source keys it
-        fills, e.g. `{"path": DIRECTORY}`."""
+        """Write (or find in the cache) the built-in demo set `config.synthetic`; return the
+        source keys it fills, e.g. `{"path": DIRECTORY}`."""
         raise NotImplementedError
 
     def log_misclassified(self, logger, tag, raw, labels, total, config):

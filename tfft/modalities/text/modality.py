@@ -6,6 +6,15 @@ import os
 from tfft.errors import DataError
 from tfft.modalities import Modality
 
+# data.synthetic -> (the "module:function" that writes the set as NAME.csv and
+# NAME_test.csv, its folder in tfft's cache, its training examples per class when
+# data.synthetic_per_class is None: 192 in all for each). Modules are imported on first use.
+DEMO_SETS = {
+    "tickets": ("tfft.modalities.text.demo:make_support_tickets", "support_tickets", 32),
+    "contract_clauses": ("tfft.modalities.text.contract_clauses:make_contract_clauses", "contract_clauses", 24),
+    "financial_news": ("tfft.modalities.text.financial_news:make_financial_news", "financial_news", 64),
+}
+
 
 class TextModality(Modality):
     name = "text"
@@ -13,7 +22,7 @@ class TextModality(Modality):
     file_argument = "text"
     extensions = (".txt",)
     synthetic = "tickets"
-    per_class = 32
+    synthetic_sets = tuple(DEMO_SETS)
 
     def backbone_options(self, recipe):
         return dict(sequence_length=recipe.data.sequence_length, pooling=recipe.head.pooling)
@@ -130,16 +139,21 @@ class TextModality(Modality):
         )
 
     def demo_set(self, config, input_size, verbose=0):
-        from tfft.data.build import cache_dir, say_demo
-        from tfft.modalities.text.demo import make_support_tickets
+        import importlib
 
-        per_class = config.synthetic_per_class or self.per_class
-        directory = os.path.join(cache_dir(), f"support_tickets_{per_class}_seed{config.seed}")
-        say_demo(verbose, self.synthetic, directory)
-        generated = make_support_tickets(directory, per_class=per_class, seed=config.seed)
-        # The tickets' test split uses partly different phrasings: it is the validation.
-        return dict(manifest=os.path.join(generated, "tickets.csv"),
-                    validation_path=config.validation_path or os.path.join(generated, "tickets_test.csv"))
+        from tfft.data.build import cache_dir, say_demo
+
+        name = config.synthetic
+        writer, folder, per_class = DEMO_SETS[name]
+        module, function = writer.split(":")
+        per_class = config.synthetic_per_class or per_class
+        directory = os.path.join(cache_dir(), f"{folder}_{per_class}_seed{config.seed}")
+        say_demo(verbose, name, directory)
+        make = getattr(importlib.import_module(module), function)
+        generated = make(directory, per_class=per_class, seed=config.seed)
+        # Each set's test split uses partly different phrasings: it is the validation.
+        return dict(manifest=os.path.join(generated, f"{name}.csv"),
+                    validation_path=config.validation_path or os.path.join(generated, f"{name}_test.csv"))
 
     def log_misclassified(self, logger, tag, raw, labels, total, config):
         from tfft.callbacks.examples import misclassified_header
