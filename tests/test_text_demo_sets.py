@@ -2,10 +2,12 @@
 (`tfft/modalities/text/paraphrases.py`), and how `data.synthetic` reaches them."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
 import tempfile
+import types
 
 import numpy as np
 import pytest
@@ -26,8 +28,10 @@ from tfft.modalities.text.financial_news import (
     financial_news_splits,
     make_financial_news,
 )
+from tfft.modalities.text.demo import SUPPORT_TICKET_CLASSES
 from tfft.modalities.text.pipeline import text_datasets
 from tfft.recipe import Recipe
+from tfft.trainer import Trainer
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 SETS = {
@@ -125,7 +129,8 @@ POOLS = {
     "contract_clauses": [f for fams in contract_clause_phrases.CORE.values() for f in fams]
     + list(contract_clause_phrases.HEADINGS.values()),
     "financial_news": [f for fams in financial_news_phrases.NEWS.values() for f in fams]
-    + [financial_news_phrases.GOOD_FACTS, financial_news_phrases.BAD_FACTS],
+    + [getattr(financial_news_phrases, f"{way}_{kind}") for way in ("GOOD", "BAD")
+       for kind in ("HEADLINE_FACTS", "DETAILS")],
 }
 
 
@@ -177,9 +182,12 @@ def test_clause_types_share_their_words():
 def test_news_sentiment_hangs_on_more_than_its_words():
     texts, labels, _, _, names = financial_news_splits(200, 1, seed=0)
     by_class = {name: [t.lower() for t, label in zip(texts, labels) if names[label] == name] for name in names}
-    # Mixed news: one fact occurs in positive and negative examples, its place decides.
-    for fact in ("raised its full-year forecast", "cut its full-year forecast", "operating margin widened"):
+    # Mixed news: a detail occurs alone in its class and against headline news in the other.
+    for fact in ("operating margin widened", "operating margin narrowed", "quarterly revenue rose", "revenue fell"):
         assert all(any(fact in t for t in by_class[name]) for name in ("positive", "negative")), fact
+    mixed = re.compile(r"operating margin widened(, but|; however,|, yet) the company cut its full-year forecast")
+    assert any(mixed.search(t) for t in by_class["negative"])
+    assert not any(mixed.search(t) for t in by_class["positive"] + by_class["neutral"])
     # Negation puts "loss" in positive news and "grow" in negative news.
     assert any("no longer expects a loss" in t for t in by_class["positive"])
     assert any("no longer expects revenue to grow" in t for t in by_class["negative"])
@@ -237,23 +245,46 @@ def _text_config(*overrides):
     return Recipe().with_overrides(["data.kind='text'", *overrides]).data
 
 
-@pytest.mark.parametrize("name, per_class", [("contract_clauses", 24), ("financial_news", 64)])
-def test_data_synthetic_names_each_set(name, per_class, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, per_class, classes", [
+    ("tickets", 32, SUPPORT_TICKET_CLASSES),
+    ("contract_clauses", 24, CONTRACT_CLAUSE_CLASSES),
+    ("financial_news", 64, FINANCIAL_NEWS_CLASSES),
+])
+def test_data_synthetic_names_each_set(name, per_class, classes, tmp_path, monkeypatch):
     monkeypatch.setenv("TFFT_CACHE", str(tmp_path))
     text = modalities.get("text")
     assert set(text.synthetic_sets) == {"tickets", "contract_clauses", "financial_news"}
 
     sources = text.demo_set(_text_config(f"data.synthetic='{name}'", "data.synthetic_per_class=2"), None)
-    folder = tmp_path / f"{name}_2_seed0"
-    assert sources == dict(manifest=str(folder / f"{name}.csv"), validation_path=str(folder / f"{name}_test.csv"))
-    data = text_datasets(csv=sources["manifest"], validation_path=sources["validation_path"])
-    assert data.class_names == list(SETS[name][2]) and data.num_train == 2 * len(SETS[name][2])
+    folder = {"tickets": "support_tickets"}.get(name, name)
+    manifest, validation = (str(tmp_path / f"{folder}_2_seed0" / f"{name}{end}.csv") for end in ("", "_test"))
+    assert sources == dict(manifest=manifest, validation_path=validation)
+    data = text_datasets(csv=manifest, validation_path=validation)
+    assert data.class_names == list(classes) and data.num_train == 2 * len(classes)
 
     # Without data.synthetic_per_class, each set has its own size (192 examples), and a
     # validation_path given stays the validation split.
     sources = text.demo_set(_text_config(f"data.synthetic='{name}'", "data.validation_path='mine.csv'"), None)
-    assert sources["manifest"] == str(tmp_path / f"{name}_{per_class}_seed0" / f"{name}.csv")
+    assert sources["manifest"] == str(tmp_path / f"{folder}_{per_class}_seed0" / f"{name}.csv")
+    assert per_class * len(classes) == 192
     assert sources["validation_path"] == "mine.csv"
+
+
+def test_nothing_is_chosen_on_a_demo_sets_test_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFFT_CACHE", str(tmp_path))
+    config = _text_config("data.synthetic='contract_clauses'", "data.synthetic_per_class=4")
+    tokenizer_free = types.SimpleNamespace(preprocess=None)
+    data = datasets_from_recipe(config, tokenizer_free, None)
+    assert data.separate_validation and data.num_validation == 800
+    held_out = datasets_from_recipe(dataclasses.replace(config, holdout=0.25), tokenizer_free, None)
+    assert not held_out.separate_validation and held_out.num_validation == 8
+
+    trainer = Trainer(Recipe().with_overrides(["data.kind='text'", "data.synthetic='contract_clauses'"]),
+                      out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.datasets = data
+    assert trainer._restores_best() is False  # the last weights are scored, as with a validation_path
+    trainer.datasets = held_out
+    assert trainer._restores_best() is True
 
 
 def test_an_unknown_synthetic_set_names_the_text_ones():

@@ -819,11 +819,13 @@ class Trainer(StageLoop):
 
     def _restores_best(self):
         """`train.restore_best`; `"auto"`: only when the validation split was carved from the
-        training data (a `validation_path` may be a test set, never to be chosen on)."""
+        training data (a `validation_path` or a demo set's test file may be a test set, never
+        to be chosen on)."""
         setting = self.recipe.train.restore_best
         if setting == "auto":
             data = self.recipe.data
-            return data.validation_path is None and not (data.tfds and data.tfds_split[1])
+            separate = self.datasets is not None and self.datasets.separate_validation
+            return data.validation_path is None and not (data.tfds and data.tfds_split[1]) and not separate
         return bool(setting)
 
     def _save_model(self):

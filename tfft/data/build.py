@@ -72,7 +72,12 @@ def _datasets(config, backbone, input_size, dry_run, verbose, statistics):
         sources.update(modality.demo_set(config, input_size, verbose))
     elif config.tfds is not None and modality.tfds_feature is not None:
         sources.update(modality.tfds_sources(config, verbose))
-    return modality.datasets(config, backbone, input_size, dry_run=dry_run, sources=sources, statistics=statistics)
+    datasets = modality.datasets(config, backbone, input_size, dry_run=dry_run, sources=sources, statistics=statistics)
+    # A validation split from a source of its own may be a test set (the text demo sets'
+    # test files are): the trainer must not choose on it. `holdout` replaces it with a part
+    # of the training data.
+    datasets.separate_validation = sources["validation_path"] is not None and config.holdout is None
+    return datasets
 
 
 def say_demo(verbose, name, directory):

@@ -41,6 +41,9 @@ class Datasets:
             backbone makes of it can be computed once (`tfft.feature_cache`).
         shuffle: `(buffer, seed)` of the epochs' `shuffle_epoch`, so that `order` can tell
             which examples each training batch holds; None when unknown.
+        separate_validation: the validation split was read from a source of its own (a
+            demo set's test file), not carved from the training data: it may be a test
+            set, so nothing is chosen on it (`train.restore_best="auto"`).
 
     Example:
         >>> ds = Datasets(train_epoch, val, ["cat", "dog"], None, 80, 20, batch_size=16)
@@ -65,6 +68,7 @@ class Datasets:
     statistics: Optional[dict] = None
     in_order: Optional[Callable] = None
     shuffle: Optional[tuple] = None
+    separate_validation: bool = False
 
     @property
     def num_classes(self):
