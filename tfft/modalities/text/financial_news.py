@@ -14,10 +14,13 @@ The hard cases are those that defeat counting words:
   ratings, results dates, bond issues, gains and losses that cancel out;
 - negation: "did not fall as analysts had feared" is positive, "no longer expects revenue
   to grow" negative, "neither raised nor lowered its forecast" neutral;
-- mixed news, with good and bad facts joined by "but", "although", "however" or "yet":
-  the main, last clause decides ("revenue rose 5%, but the company cut its outlook" is
-  negative, "although revenue fell, profit beat estimates" positive), so the same facts
-  occur in both classes and only their order tells them apart.
+- mixed news: a detail going one way (revenue, orders, margins, a contract, the dividend)
+  and headline news going the other (the forecast, profit against estimates), joined by
+  "but", "although", "however", "yet" or "while". The headline news, stated last as news
+  writers stress it, decides: "revenue rose 5%, but the company cut its full-year
+  forecast" is negative, "although orders dropped sharply, the company beat analysts'
+  profit estimates" positive. Each detail also occurs on its own, in the class it goes
+  the way of, so the same words are news of both kinds.
 
 Sentences come in paraphrase families (one per kind of news), and every family and fact
 pool is split three ways (`paraphrases.split_pool`): validation examples report the same
@@ -54,25 +57,36 @@ def _title_case(headline):
     )
 
 
+def _facts(label):
+    """The details and the headline facts that go the way of `label`."""
+    if label == "positive":
+        return phrases.GOOD_DETAILS, phrases.GOOD_HEADLINE_FACTS
+    return phrases.BAD_DETAILS, phrases.BAD_HEADLINE_FACTS
+
+
 def _mixed(label, split, rng, values):
-    """Good and bad news in one sentence: the main, last clause carries `label`."""
-    good, bad = split_pool(phrases.GOOD_FACTS, split), split_pool(phrases.BAD_FACTS, split)
-    first, last = (bad, good) if label == "positive" else (good, bad)
-    # The second clause refers back to the company: "its", "the company".
-    second = pick(rng, last).replace("{co}'s", "its").replace("{co}", "the company")
-    text = fill(pick(rng, phrases.CONTRASTS).format(x=pick(rng, first), y=second), rng, phrases.SLOTS, values)
-    return text[0].upper() + text[1:] + "."
+    """A detail going against `label`, then headline news going its way, in one sentence."""
+    details = _facts("negative" if label == "positive" else "positive")[0]
+    # The headline news refers back to the company: "its", "the company".
+    last = pick(rng, split_pool(_facts(label)[1], split)).replace("{co}'s", "its").replace("{co}", "the company")
+    template = pick(rng, phrases.CONTRASTS).format(x=pick(rng, split_pool(details, split)), y=last)
+    return fill(template, rng, phrases.SLOTS, values) + "."
 
 
 def _news(label, split, rng):
     """One headline or news sentence of class `label`, from the phrases `split` may use."""
     values = dict(co=pick(rng, phrases.COMPANIES))
-    if label != "neutral" and rng.random() < 0.2:
+    kind = rng.random() if label != "neutral" else 1.0
+    if kind < 0.2:
         text = _mixed(label, split, rng, values)
+    elif kind < 0.3:  # a fact on its own, as the mixed news of the other class holds it
+        details, headlines = _facts(label)
+        text = fill(pick(rng, split_pool(details, split) + split_pool(headlines, split)), rng, phrases.SLOTS,
+                    values) + "."
     else:
         family = pick(rng, phrases.NEWS[label])
         text = fill(pick(rng, split_pool(family, split)), rng, phrases.SLOTS, values)
-        text = text[0].upper() + text[1:]
+    text = text[0].upper() + text[1:]
     if text.endswith("."):
         if rng.random() < 0.25:
             text += " " + fill(pick(rng, phrases.BACKGROUND), rng, phrases.SLOTS, values)

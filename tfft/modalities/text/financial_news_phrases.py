@@ -1,7 +1,7 @@
 """The phrase pools of the financial-news set (`financial_news.py` assembles them).
 
 `NEWS[label]` holds the families of paraphrases of one kind of news; the generator splits
-every family, and `GOOD_FACTS` and `BAD_FACTS`, between training and test
+every family, and every pool of facts for mixed news, between training and test
 (`paraphrases.split_pool`: items 0 and 3 train, 1 and 4 test, 2 both). The other pools
 are shared by every class and both splits. `{co}` is the company; the other slots are
 filled from `SLOTS`.
@@ -117,12 +117,12 @@ NEWS = {
          "{person} will succeed {predecessor} as chief executive of {co} on {date}.",
          "{co} said {person} would join the board as a non-executive director.",
          "The board of {co} has chosen {person} to take over as finance director from {date}."],
-        ["The acquisition of {client} by {co} is expected to close in the {half}, subject to regulatory approval.",
-         "{co}'s purchase of {client} still needs the approval of competition authorities and should complete by "
+        ["The acquisition of {target} by {co} is expected to close in the {half}, subject to regulatory approval.",
+         "{co}'s purchase of {target} still needs the approval of competition authorities and should complete by "
          "the end of {year}.",
          "{co} said the transaction will be financed with cash and existing credit lines.",
-         "{co} and {client} have signed a non-binding letter of intent; the terms were not disclosed.",
-         "Financial details of the agreement between {co} and {client} were not made public."],
+         "{co} and {target} have signed a non-binding letter of intent; the terms were not disclosed.",
+         "Financial details of the agreement between {co} and {target} were not made public."],
         ["{co} declines to comment on merger speculation",
          "{co} says it does not comment on market rumours",
          "{co} makes {product} and employs about {n} people in {countries} countries.",
@@ -146,30 +146,40 @@ NEWS = {
     ],
 }
 
-# Facts of mixed news, joined by `CONTRASTS`: the last clause decides the label.
-GOOD_FACTS = [
-    "{co}'s quarterly revenue rose {pct}",
-    "{co} beat analysts' profit estimates",
+# Mixed news joins a detail going one way and headline news going the other with one of
+# `CONTRASTS`, the headline news last: it decides the label. Good and bad facts at one
+# position mirror each other.
+GOOD_HEADLINE_FACTS = [
     "{co} raised its full-year forecast",
+    "{co} beat analysts' profit estimates",
+    "{co}'s net profit climbed {pct}",
+    "{co} returned to profit",
+    "{co} lifted its long-term margin target",
+]
+BAD_HEADLINE_FACTS = [
+    "{co} cut its full-year forecast",
+    "{co} missed analysts' profit estimates",
+    "{co}'s net profit declined {pct}",
+    "{co} swung to a loss",
+    "{co} warned that profit would fall this year",
+]
+GOOD_DETAILS = [
+    "{co}'s quarterly revenue rose {pct2}",
     "orders at {co} hit a record",
-    "{co} announced a larger share buyback",
     "{co}'s operating margin widened",
     "{co} won its biggest contract to date",
-    "{co}'s net profit climbed {pct}",
     "{co} increased its dividend",
+    "{co} announced a larger share buyback",
     "{co} generated record cash flow",
 ]
-BAD_FACTS = [
+BAD_DETAILS = [
     "{co}'s quarterly revenue fell {pct2}",
-    "{co} missed analysts' profit estimates",
-    "{co} cut its full-year forecast",
     "orders at {co} dropped sharply",
-    "{co} booked a {amount} writedown",
     "{co}'s operating margin narrowed",
     "{co} lost a major customer",
-    "{co}'s net profit declined {pct2}",
     "{co} suspended its dividend",
-    "{co} warned of weaker demand",
+    "{co} booked a {amount} writedown",
+    "{co}'s costs rose faster than expected",
 ]
 CONTRASTS = ["{x}, but {y}", "although {x}, {y}", "{x}; however, {y}", "{x}, yet {y}", "while {x}, {y}"]
 
@@ -184,8 +194,8 @@ DATELINES = ["HELSINKI (Newswire) - ", "LONDON, {date} - ", "OSLO (Market Wire) 
              "NEW YORK, {date} (Newswire) - ", "AMSTERDAM - ", "FRANKFURT (Market Wire) - "]
 WIRE_TAGS = ["UPDATE 1-", "UPDATE 2-", "BRIEF-", "REFILE-"]
 COMPANIES = [
-    "Norvik Steel", "Halden Pharma", "Brightwater Energy", "Kestrel Logistics", "Aurora Bancorp", "Meridian Foods",
-    "Solvane Chemicals", "Tessaro Auto", "Quillon Software", "Baltic Forest", "Orsa Mining", "Veltro Telecom",
+    "Norvik Steel", "Halden Pharma", "Brightwater Energy", "Kestrel Freight", "Aurora Bancorp", "Meridian Food Group",
+    "Solvane Chemical", "Tessaro Auto", "Quillon Software", "Baltic Forest", "Orsa Mining", "Veltro Telecom",
     "Harbourline Shipping", "Cobalt Ridge Gold", "Lumio Retail", "Strand Insurance",
 ]
 
@@ -237,6 +247,7 @@ SLOTS = {
     "cents": ["EUR 0.45", "$0.32", "12 pence", "EUR 1.10", "$0.85"],
     "client": ["Eastline Rail", "the city of Rotterdam", "Pacifica Airlines", "the Finnish Defence Forces",
                "Grainmark", "Helix Hospitals"],
+    "target": ["Eastline Rail", "Grainmark", "Helix Hospitals", "Nordbrand Dairy", "Vantor Systems"],
     "product": ["wind turbines", "paper machines", "cloud software", "electric buses", "medical scanners",
                 "packaging board", "network equipment"],
     "n": ["120", "450", "1,200", "3,000", "800", "2,500"], "n_years": ["two", "five", "ten"],
