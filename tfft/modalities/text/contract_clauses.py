@@ -12,7 +12,7 @@ governing law (with jurisdiction and dispute resolution, usually one section),
 indemnification, limitation of liability, payment terms and termination.
 
 Each clause is written in contract English: an optional number and heading, an operative
-sentence (what the clause does), often a second sentence on another aspect of the same
+sentence (what the clause does), sometimes a sentence or two on other aspects of the same
 clause, and sometimes boilerplate that refers to other sections by title. The sentences
 come in paraphrase families (one per aspect, e.g. "termination for material breach"), and
 every family and heading pool is split three ways (`paraphrases.split_pool`): validation
@@ -85,7 +85,7 @@ def _clause(label, split, rng):
     return text
 
 
-def contract_clause_splits(per_class_train=16, per_class_test=100, seed=0):
+def contract_clause_splits(per_class_train=24, per_class_test=100, seed=0):
     """Generate training and test contract clauses in memory.
 
     Training clauses use the training and shared phrase pools, test clauses the test and

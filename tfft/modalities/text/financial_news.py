@@ -76,7 +76,7 @@ def _mixed(label, split, rng, values):
 def _news(label, split, rng):
     """One headline or news sentence of class `label`, from the phrases `split` may use."""
     values = dict(co=pick(rng, phrases.COMPANIES))
-    kind = rng.random() if label != "neutral" else 1.0
+    kind = rng.random() if label != "neutral" else 1.0  # neutral news has no facts going either way
     if kind < 0.2:
         text = _mixed(label, split, rng, values)
     elif kind < 0.3:  # a fact on its own, as the mixed news of the other class holds it
@@ -107,7 +107,7 @@ def _news(label, split, rng):
     return text
 
 
-def financial_news_splits(per_class_train=32, per_class_test=200, seed=0):
+def financial_news_splits(per_class_train=64, per_class_test=200, seed=0):
     """Generate training and test financial-news sentences in memory.
 
     Training examples use the training and shared phrase pools, test examples the test
