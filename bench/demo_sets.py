@@ -70,7 +70,8 @@ def main(argv=None):
         runs = []
         for seed in range(args.seeds):
             start = time.time()
-            train_texts, train_labels, test_texts, test_labels, classes = splits(per_class, TEST_PER_CLASS[name], seed)
+            drawn = splits(per_class, TEST_PER_CLASS[name], seed)
+            train_texts, train_labels, test_texts, test_labels, classes = drawn
             c, cv, test = tfidf_scores(train_texts, train_labels, test_texts, test_labels)
             runs.append(dict(seed=seed, C=c, cv_accuracy=cv, test_accuracy=test, seconds=time.time() - start))
             print(f"{name} seed {seed}: C={c:g}, cross-validation accuracy {cv:.3f}, test accuracy {test:.3f}",

@@ -192,8 +192,9 @@ def test_news_sentiment_hangs_on_more_than_its_words():
     assert any("no longer expects a loss" in t for t in by_class["positive"])
     assert any("no longer expects revenue to grow" in t for t in by_class["negative"])
     # Neutral news is made of financial words as often as the rest.
-    finance = re.compile(r"\b(profits?|revenue|sales|dividend|earnings|forecast|guidance|outlook|shares?|rating|"
-                         r"results|quarter|turnover|margin|bonds?|notes|price|debt|acquisition|transaction|analysts?)\b")
+    finance = re.compile(r"\b(profits?|revenue|sales|dividend|earnings|forecast|guidance|outlook|shares?|"
+                         r"rating|results|quarter|turnover|margin|bonds?|notes|price|debt|acquisition|"
+                         r"transaction|analysts?)\b")
     share = {name: np.mean([bool(finance.search(t)) for t in by_class[name]]) for name in names}
     assert share["neutral"] > 0.6 and share["neutral"] > min(share["positive"], share["negative"]) - 0.15, share
 
@@ -302,10 +303,12 @@ def test_an_unknown_synthetic_set_names_the_text_ones():
 # -- the recipes -----------------------------------------------------------------------
 
 
-@pytest.mark.slow  # two real MiniLM fine-tunes (`tfft run RECIPE --demo`), a few minutes each
+# The bars sit above TF-IDF on the same splits (0.786 and 0.600) and below what the demos
+# scored when measured (0.886 and 0.887).
+@pytest.mark.slow  # two real MiniLM fine-tunes (`tfft run RECIPE --demo`), 7 to 9 minutes each
 @pytest.mark.parametrize("recipe, name, accuracy", [
-    ("contract_clauses_minilm.py", "contract_clauses", 0.6),
-    ("financial_news_minilm.py", "financial_news", 0.6),
+    ("contract_clauses_minilm.py", "contract_clauses", 0.8),
+    ("financial_news_minilm.py", "financial_news", 0.75),
 ])
 def test_recipe_demo_runs_offline_and_learns(recipe, name, accuracy, tmp_path, monkeypatch):
     monkeypatch.setenv("TFFT_CACHE", str(tmp_path / "cache"))
