@@ -15,6 +15,7 @@ from tfft.modalities.text.demo import (
     make_support_tickets,
     support_ticket_splits,
 )
+from tfft.modalities.text.paraphrases import split_pool
 from tfft.modalities.text.pipeline import text_datasets
 from tfft.errors import DataError
 
@@ -105,8 +106,8 @@ def test_test_split_uses_phrases_that_training_never_does():
     for label in SUPPORT_TICKET_CLASSES:
         test_only, shared = [], []
         for family in synthetic_text._CORE[label]:
-            train_side = set(synthetic_text._split_pool(family, "train"))
-            for phrase in synthetic_text._split_pool(family, "test"):
+            train_side = set(split_pool(family, "train"))
+            for phrase in split_pool(family, "test"):
                 (shared if phrase in train_side else test_only).append(phrase)
         prefixes = [_static_prefix(p) for p in test_only]
         prefixes = [p for p in prefixes if len(p) >= 15]
@@ -200,7 +201,7 @@ def test_default_directory_and_bad_arguments(tmp_path, monkeypatch):
 
 
 def test_phrase_pools_are_filled_from_known_slots():
-    slots = set(synthetic_text._SLOTS) | {"order", "number", "digits", "count"}
+    slots = set(synthetic_text._SLOTS)
     pools = [p for fams in synthetic_text._CORE.values() for fam in fams for p in fam]
     pools += [p for ps in synthetic_text._DETAIL.values() for p in ps]
     pools += synthetic_text._CONTEXT

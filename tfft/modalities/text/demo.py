@@ -8,20 +8,20 @@ training split, phrases only for the test split, and a few shared by both. Test 
 therefore say the same things as training tickets in partly different words, which is
 easy for a model that understands language and hard for one that counts words. Words such
 as "account", "order", "app" and "payment" occur in several classes, and some tickets are
-lowercased, shouted or carry typos.
+lowercased, shouted or carry typos. The pools are split and filled, the noise added and
+the tickets drawn by `paraphrases`, as for the other text demo sets.
 """
 
-import csv
 import json
 import os
-import string
 import tempfile
-
-import numpy as np
 
 from tfft.data import generated
 from tfft.data.checks import check_int
 from tfft.errors import DataError
+from tfft.modalities.text.paraphrases import (
+    add_typos, class_splits, fill, pick, sentence, split_pool, write_csv,
+)
 
 SUPPORT_TICKET_CLASSES = (
     "account_access", "billing", "bug", "feature_request", "refund", "shipping"
@@ -379,93 +379,41 @@ _SLOTS = {
     "carrier": ["UPS", "FedEx", "DHL", "USPS", "the courier", "Royal Mail"],
     "user": ["jdoe88", "maria.k", "techguy42", "s.patel", "lena_w", "mike.r"],
     "version": ["4.2.1", "5.0", "3.9.7", "5.1.2"],
+    # Numbers too varied to list, drawn for each ticket.
+    "order": lambda rng: f"#{int(rng.integers(10000, 999999))}",
+    "number": lambda rng: str(int(rng.integers(100000, 999999))),
+    "digits": lambda rng: f"{int(rng.integers(0, 10000)):04d}",
+    "count": ["two", "three", "five", "several", "4", "10"],
 }
-
-
-def _split_pool(items, split):
-    """The items of a paraphrase pool that the `"train"` or `"test"` split may use.
-
-    Items at positions 0, 3, 5, 8, ... are training-only, 1, 4, 6, 9, ... test-only, and
-    2, 7, ... shared: about 40 % each way and 20 % shared.
-    """
-    role = {0: "train", 1: "test", 2: "both", 3: "train", 4: "test"}
-    return [item for i, item in enumerate(items) if role[i % 5] in (split, "both")]
-
-
-def _pick(rng, items):
-    return items[int(rng.integers(len(items)))]
-
-
-def _fill(template, rng):
-    # In order of appearance, not a set: set order changes with the hash seed, and so
-    # would the draws.
-    fields = dict.fromkeys(n for _, n, _, _ in string.Formatter().parse(template) if n)
-    values = {}
-    for name in fields:
-        if name == "order":
-            values[name] = f"#{int(rng.integers(10000, 999999))}"
-        elif name == "number":
-            values[name] = str(int(rng.integers(100000, 999999)))
-        elif name == "digits":
-            values[name] = f"{int(rng.integers(0, 10000)):04d}"
-        elif name == "count":
-            values[name] = _pick(rng, ["two", "three", "five", "several", "4", "10"])
-        else:
-            values[name] = _pick(rng, _SLOTS[name])
-    return template.format(**values)
-
-
-def _sentence(clause):
-    clause = clause[0].upper() + clause[1:]
-    return clause if clause[-1] in ".?!" else clause + "."
-
-
-def _typo(word, rng):
-    i = int(rng.integers(1, len(word) - 1))
-    kind = int(rng.integers(3))
-    if kind == 0:
-        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
-    if kind == 1:
-        return word[:i] + word[i + 1 :]
-    return word[:i] + word[i] + word[i:]
-
-
-def _add_typos(text, rng, count):
-    words = text.split(" ")
-    candidates = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
-    for _ in range(min(count, len(candidates))):
-        i = candidates.pop(int(rng.integers(len(candidates))))
-        words[i] = _typo(words[i], rng)
-    return " ".join(words)
 
 
 def _ticket(label, split, rng):
     """One ticket of class `label`, built only from the phrases `split` may use."""
-    families = [_split_pool(family, split) for family in _CORE[label]]
+    families = [split_pool(family, split) for family in _CORE[label]]
     family = int(rng.integers(len(families)))
-    core = _pick(rng, families[family])
+    core = pick(rng, families[family])
     if not core.endswith("?") and not core.startswith(_NO_LEAD) and rng.random() < 0.3:
-        core = _pick(rng, _LEADS).replace("{core}", core)
-    core = _fill(core, rng)
+        core = pick(rng, _LEADS).replace("{core}", core)
+    core = fill(core, rng, _SLOTS)
     parts = []
     if rng.random() < 0.5:
-        parts.append(_fill(_pick(rng, _CONTEXT), rng))
-    parts.append(_sentence(core))
+        parts.append(fill(pick(rng, _CONTEXT), rng, _SLOTS))
+    parts.append(sentence(core))
     if rng.random() < 0.25:
         other = (family + 1 + int(rng.integers(len(families) - 1))) % len(families)
-        parts.append(_sentence(_fill(_pick(rng, families[other]), rng)))
+        parts.append(sentence(fill(pick(rng, families[other]), rng, _SLOTS)))
     if rng.random() < 0.45:
-        parts.append(_fill(_pick(rng, _split_pool(_DETAIL[label], split)), rng))
+        parts.append(fill(pick(rng, split_pool(_DETAIL[label], split)), rng, _SLOTS))
     if rng.random() < 0.3:
-        parts.append(_fill(_pick(rng, _CONTEXT), rng))
+        parts.append(fill(pick(rng, _CONTEXT), rng, _SLOTS))
     if rng.random() < 0.7:
-        parts.append(_pick(rng, _split_pool(_ASK[label], split)))
+        parts.append(pick(rng, split_pool(_ASK[label], split)))
     if rng.random() < 0.35:
-        parts.append(_pick(rng, _CLOSINGS))
+        parts.append(pick(rng, _CLOSINGS))
     # Email layout: the greeting, the body and the sign-off on lines of their own.
-    lines = [_pick(rng, _GREETINGS), " ".join(parts)]
+    lines = [pick(rng, _GREETINGS), " ".join(parts)]
     if rng.random() < 0.6:
-        lines.extend([_pick(rng, _SIGNOFFS), _pick(rng, _NAMES)])
+        lines.extend([pick(rng, _SIGNOFFS), pick(rng, _NAMES)])
     text = "\n".join(line for line in lines if line)
 
     noise = rng.random()
@@ -474,20 +422,8 @@ def _ticket(label, split, rng):
     elif noise < 0.17:
         text = text.upper()
     if rng.random() < 0.3:
-        text = _add_typos(text, rng, 1 + int(rng.integers(2)))
+        text = add_typos(text, rng, 1 + int(rng.integers(2)))
     return text
-
-
-def _tickets(split, per_class, seed):
-    code = {"train": 0, "test": 1}[split]
-    texts, labels = [], []
-    for index, label in enumerate(SUPPORT_TICKET_CLASSES):
-        for i in range(per_class):
-            # One generator per ticket keeps each ticket independent of per_class.
-            texts.append(_ticket(label, split, np.random.default_rng([seed, code, index, i])))
-            labels.append(index)
-    order = np.random.default_rng([seed, code, 1_000_003]).permutation(len(texts))
-    return [texts[i] for i in order], np.asarray(labels, np.int32)[order]
 
 
 def support_ticket_splits(per_class_train=16, per_class_test=100, seed=0):
@@ -515,20 +451,11 @@ def support_ticket_splits(per_class_train=16, per_class_test=100, seed=0):
     per_class_train = check_int("per_class_train", per_class_train, 1)
     per_class_test = check_int("per_class_test", per_class_test, 1)
     seed = check_int("seed", seed, 0)
-    train_texts, train_labels = _tickets("train", per_class_train, seed)
-    test_texts, test_labels = _tickets("test", per_class_test, seed)
-    return train_texts, train_labels, test_texts, test_labels, list(SUPPORT_TICKET_CLASSES)
-
-
-def _write_csv(path, texts, labels):
-    def write(f):
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows(
-            (text, SUPPORT_TICKET_CLASSES[label]) for text, label in zip(texts, labels)
-        )
-
-    generated.replace_file(path, write)
+    # No stream: the tickets keep the random numbers of the published benchmarks.
+    splits = class_splits(
+        _ticket, SUPPORT_TICKET_CLASSES, per_class_train, per_class_test, seed, stream=None
+    )
+    return (*splits, list(SUPPORT_TICKET_CLASSES))
 
 
 def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=100):
@@ -580,6 +507,9 @@ def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=10
         return directory
     marker = os.path.join(directory, generated.MARKER)
 
+    # Unlike the other sets (`paraphrases.write_splits`), the tickets are written file by
+    # file into the folder, not as a whole new folder: a folder that also holds other
+    # files has always been accepted, and replacing it whole would delete them.
     existing = [
         name
         for name in (TICKETS_CSV, TICKETS_TEST_CSV)
@@ -593,10 +523,12 @@ def make_support_tickets(directory=None, per_class=16, seed=0, test_per_class=10
     os.makedirs(directory, exist_ok=True)
     # While the CSVs are replaced, the marker matches no parameters.
     generated.replace_file(marker, lambda f: json.dump({"writing": True}, f))
-    train_texts, train_labels, test_texts, test_labels, _ = support_ticket_splits(
+    train_texts, train_labels, test_texts, test_labels, names = support_ticket_splits(
         per_class, test_per_class, seed
     )
-    _write_csv(os.path.join(directory, TICKETS_CSV), train_texts, train_labels)
-    _write_csv(os.path.join(directory, TICKETS_TEST_CSV), test_texts, test_labels)
+    generated.replace_file(os.path.join(directory, TICKETS_CSV),
+                           lambda f: write_csv(f, train_texts, train_labels, names))
+    generated.replace_file(os.path.join(directory, TICKETS_TEST_CSV),
+                           lambda f: write_csv(f, test_texts, test_labels, names))
     generated.replace_file(marker, lambda f: json.dump(params, f))
     return directory

@@ -161,7 +161,8 @@ def class_splits(example, class_names, per_class_train, per_class_test, seed, st
         per_class_test: test examples per class.
         seed: the user's integer seed.
         stream: an integer that tells the sets apart, so that two sets drawn with the same
-            seed use unrelated random numbers.
+            seed use unrelated random numbers; None only for the support tickets, which were
+            published before there were streams and are seeded without one.
 
     Returns:
         `(train_texts, train_labels, test_texts, test_labels)`: lists of strings and int32
@@ -173,24 +174,43 @@ def class_splits(example, class_names, per_class_train, per_class_test, seed, st
         >>> sorted(texts), labels.dtype
         (['a', 'a', 'b', 'b'], dtype('int32'))
     """
+    key = [seed] if stream is None else [seed, stream]
     drawn = []
     for code, split in enumerate(SPLITS):
         count = per_class_train if split == "train" else per_class_test
         texts, labels = [], []
         for index, label in enumerate(class_names):
             for i in range(count):
-                texts.append(example(label, split, np.random.default_rng([seed, stream, code, index, i])))
+                texts.append(example(label, split, np.random.default_rng([*key, code, index, i])))
                 labels.append(index)
-        order = np.random.default_rng([seed, stream, code, 1_000_003]).permutation(len(texts))
+        order = np.random.default_rng([*key, code, 1_000_003]).permutation(len(texts))
         drawn += [[texts[i] for i in order], np.asarray(labels, np.int32)[order]]
     return tuple(drawn)
 
 
-def _write_csv(path, texts, labels, class_names):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows((text, class_names[label]) for text, label in zip(texts, labels))
+def write_csv(f, texts, labels, class_names):
+    """Write a split to the open text file `f` as a `text,label` header and one row per
+    example, its label written as the class name.
+
+    The caller opens `f` (with `newline=""`, as the csv module needs), so that a set
+    written in place can write through a temporary file (`generated.replace_file`).
+
+    Args:
+        f: a text file open for writing.
+        texts: the examples' texts.
+        labels: their indices into `class_names`.
+        class_names: the class names.
+
+    Example:
+        >>> import io
+        >>> f = io.StringIO(newline="")
+        >>> write_csv(f, ["x"], [1], ["a", "b"])
+        >>> f.getvalue().splitlines()
+        ['text,label', 'x,b']
+    """
+    writer = csv.writer(f)
+    writer.writerow(["text", "label"])
+    writer.writerows((text, class_names[label]) for text, label in zip(texts, labels))
 
 
 def write_splits(directory, name, splits, params):
@@ -228,8 +248,9 @@ def write_splits(directory, name, splits, params):
 
     def write(staging):
         train_texts, train_labels, test_texts, test_labels, class_names = splits()
-        _write_csv(os.path.join(staging, f"{name}.csv"), train_texts, train_labels, class_names)
-        _write_csv(os.path.join(staging, f"{name}_test.csv"), test_texts, test_labels, class_names)
+        for stem, texts, labels in ((name, train_texts, train_labels), (f"{name}_test", test_texts, test_labels)):
+            with open(os.path.join(staging, f"{stem}.csv"), "w", newline="", encoding="utf-8") as f:
+                write_csv(f, texts, labels, class_names)
 
     generated.write_folder(directory, params, write)
     return directory
