@@ -11,6 +11,7 @@ import pytest
 
 from tfft import adapters
 from tfft.errors import RecipeError, TfftError
+from tfft.lora import lora_from_recipe
 from tfft.recipe import Recipe
 from tfft.testing import BlobTrainer, TinyTrainer, write_image_folder
 from tfft.trainer import RunStopped, Trainer
@@ -31,7 +32,7 @@ def _recipe(*stages, extra=()):
     return Recipe().with_overrides(["data.batch_size=16", "schedule.kind='custom'", _stages(*stages)] + list(extra))
 
 
-class Recording(BlobTrainer):
+class Records:
     """Every weight, by path, when the run is set up and around each stage."""
 
     def setup(self):
@@ -44,6 +45,10 @@ class Recording(BlobTrainer):
 
     def on_stage_end(self, stage, index, logs):
         self.end = getattr(self, "end", []) + [_weights(self.model)]
+
+
+class Recording(Records, BlobTrainer):
+    """`BlobTrainer`, recording its weights."""
 
 
 def _weights(model):
@@ -73,6 +78,8 @@ def test_only_adapters_and_head_move_and_pretrained_weights_stay_bit_identical(l
     for path in LOW_BASE + HIGH_BASE:
         np.testing.assert_array_equal(final[path], trainer.initial[path], err_msg=path)
     assert metrics["stages"][1]["trainable_params"] == sum(final[path].size for path in ADAPTERS + HEAD)
+    assert metrics["stages"][1]["lora"] == dict(rank=2, alpha=4.0, groups=["low", "high"])
+    assert "lora" not in metrics["stages"][0]
     # Restoring the best weights (weights only, as at a run's end) keeps them apart too.
     from tfft.callbacks.checkpoints import load_checkpoint
 
@@ -178,14 +185,15 @@ def test_a_lora_run_resumes_exactly_with_its_adapters_and_pretrained_weights(tmp
 
 
 def test_weights_without_adapters_are_refused_by_a_model_with_them(tmp_path, lora_run):
-    from tfft.callbacks.checkpoints import load_checkpoint
+    from tfft.callbacks.checkpoints import load_checkpoint, save_checkpoint
 
-    plain = BlobTrainer(_recipe(HEAD_STAGE, dict(LORA_STAGE, lora=None)), out_dir=str(tmp_path / "plain"), verbose=0)
-    plain.run()
+    plain = BlobTrainer(_recipe(HEAD_STAGE, dict(LORA_STAGE, lora=None)), verbose=0)
+    plain.setup()
+    save_checkpoint(tmp_path / "best", plain.model, plain.optimizer, {"step": 0}, include_optimizer=False)
     trainer, _ = lora_run
     before = _weights(trainer.model)
     with pytest.raises(TfftError, match=r"^The model has LoRA adapters but the checkpoint holds none \(adapters.npz"):
-        load_checkpoint(tmp_path / "plain" / "checkpoints" / "best", trainer.model, trainer.optimizer)
+        load_checkpoint(tmp_path / "best", trainer.model, trainer.optimizer)
     assert not _moved(before, _weights(trainer.model))  # refused before anything was loaded
 
 
@@ -242,15 +250,13 @@ def test_a_keras_hub_encoder_adapts_the_layers_keras_hub_names(tmp_path):
     # Keras factors an EinsumDense kernel (384, 12 heads, 32) along its last axis: A is
     # (384, 12, 4), B (4, 32).
     assert rows["transformer_layer_0"] == 2 * (384 * 12 * 4 + 4 * 32)
-    full = Trainer(Recipe().with_overrides(common), verbose=0, dry_run=True)
-    full.plan()
-    (lora_count, lora_bytes), (full_count, full_bytes) = (adapters.optimizer_state(t.optimizer) for t in (trainer, full))
-    assert lora_count < full_count / 3 and lora_bytes < full_bytes / 50
-    named = Trainer(Recipe().with_overrides(common + ["schedule.lora={'groups': ['embeddings']}"]),
-                                   verbose=0, dry_run=True)
+    # Adapters and head only: two float32 moments for each of 6 x 4 adapters and 2 head
+    # variables, and the int64 step counter.
+    assert adapters.optimizer_state(trainer.optimizer) == (1 + 2 * (6 * 4 + 2), 4 * 2 * plan.trainable_params + 8)
+    named = lora_from_recipe({"groups": ["embeddings"]})
     with pytest.raises(RecipeError, match=r"names 'embeddings', which has no layer named \['query', 'query_dense', "
                                           r"'value', 'value_dense'\]"):
-        named.setup()
+        adapters.enable(trainer.groups, {"embeddings": named}, trainer.group_names, trainer.backbone.lora_layers)
 
 
 def test_export_and_a_new_recipe_get_the_merged_plain_model(tmp_path):
@@ -287,3 +293,30 @@ def test_export_and_a_new_recipe_get_the_merged_plain_model(tmp_path):
                         verbose=0, dry_run=True)
     again.build_backbone = lambda: backbone
     assert again.plan()[1].adapted == ("conv4",)
+
+
+@pytest.mark.slow  # the real MiniLM, trained through adapters
+def test_minilm_trains_query_and_value_adapters_and_saves_them_merged(tmp_path):
+    manifest = tmp_path / "tickets.csv"
+    manifest.write_text("text,label\n" + "".join(f"{t},{label}\n" for label, texts in TICKETS.items() for t in texts * 2))
+    stages = [dict(name="head", steps=3, train="head", lr=3e-3),
+              dict(name="lora", steps=6, train=["head", "top:2"], lr=3e-3, lora=dict(rank=4, alpha=8))]
+    recipe = Recipe().with_overrides([
+        "data.kind='text'", f"data.manifest={str(manifest)!r}", "data.sequence_length=16", "data.batch_size=4",
+        "data.validation_split=0.25", "backbone.name='minilm-l6'", "schedule.kind='custom'", f"schedule.stages={stages!r}"])
+
+    class Text(Records, Trainer):
+        """The plain Trainer, recording its weights."""
+
+    trainer = Text(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.run()
+    moved = _moved(trainer.begin[1], trainer.end[1])
+    adapted = {p for p in moved if "lora_kernel" in p}
+    assert len(adapted) == 2 * 2 * 2  # query and value of two layers, A and B each
+    assert moved - adapted == {p for p in moved if p.startswith("head_logits/")}
+    final = _weights(trainer.model)
+    assert all(np.array_equal(final[p], trainer.initial[p]) for p in final if "lora" not in p and "head_logits" not in p)
+    saved = keras.models.load_model(os.path.join(trainer.out_dir, "model.keras"))
+    assert not adapters.has_adapters(saved)
+    tokens = trainer.backbone.preprocess(["I was charged twice", "my account is locked"])
+    np.testing.assert_allclose(saved.predict(tokens, verbose=0), trainer.model.predict(tokens, verbose=0), atol=1e-5)

@@ -16,10 +16,11 @@ group get adapters:
 
 Three things Keras's LoRA leaves to the caller, done here:
 
-1. **Trainable flags.** Keras's `Layer.trainable` setter sets every variable the layer
-   created as trainable to the layer's flag: setting `trainable = True` on an adapted
-   layer (as freezing does at every stage) makes its pretrained kernel trainable again.
-   `set_flags` therefore sets the variables' own flags after the layers': in a stage that
+1. **Trainable flags.** `enable_lora` freezes the pretrained kernel through the
+   variable's own flag, but Keras's `Layer.trainable` setter sets every variable the layer
+   created as trainable to the layer's flag: unfreezing an adapted layer (as
+   `tfft.freezing.apply_freezing` does at every stage) makes its kernel trainable again.
+   `set_flags` therefore sets the variables' flags after the layers': in a stage that
    adapts a group, only its adapters train; in a stage that trains it in full, its
    adapters hold still.
 2. **Checkpoints.** An adapted layer saves its *merged* kernel and no adapters

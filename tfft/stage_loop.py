@@ -266,9 +266,12 @@ class StageLoop:
         self.log_misclassified(stage, wrong)
         self.on_stage_end(stage, index, logs)
         end_step = int(np.asarray(self.optimizer.iterations))
+        lora = {} if not self._adapted else dict(lora=dict(
+            rank=stage.lora.rank, alpha=stage.lora.rank * stage.lora.scale,
+            groups=sorted(self._adapted, key=self._group_order)))
         return dict(name=stage.name, steps=planned.steps, steps_run=end_step - first_step,
                     epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
-                    trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
+                    trainable_params=trainable, **lora, stage_end_accuracy=report["accuracy"], **logs)
 
     def _new_validation(self, stage, batchnorm=None, skip=None):
         """The `Validation` callback of `stage`: with precise BatchNorm first when the stage
