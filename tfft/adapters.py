@@ -188,7 +188,12 @@ def set_flags(groups, adapters, adapted):
 
 
 def adapter_variables(adapters):
-    """Every adapter variable of `{group: GroupAdapters}`."""
+    """Every adapter variable of `adapters`, a `{group: GroupAdapters}` from `enable`.
+
+    Example:
+        >>> [v.path for v in adapter_variables(trainer.adapters)][:2]
+        ['conv5_block1_1_conv/lora_kernel_a', 'conv5_block1_1_conv/lora_kernel_b']
+    """
     return [v for own in adapters.values() for v in own.variables]
 
 
@@ -202,8 +207,14 @@ def raw_weights(model):
     kernel and the adapters apart (a weights file holds their merged sum). `{}` when no
     layer is adapted.
 
+    Args:
+        model: a Keras model.
+
     Returns:
         `{"0": array, "1": array, ..., "paths": array of variable paths}`, for `np.savez`.
+
+    Example:
+        >>> np.savez("adapters.npz", **raw_weights(trainer.model))
     """
     variables = [v for layer in _adapted_layers(model) for v in layer.weights]
     if not variables:
@@ -214,7 +225,16 @@ def raw_weights(model):
 
 
 def raw_weights_mismatch(model, arrays):
-    """Why `arrays` (from `raw_weights`) do not fit the model's adapted layers, or None."""
+    """Why `arrays` (from `raw_weights`) do not fit the model's adapted layers, or None.
+
+    Args:
+        model: a Keras model.
+        arrays: what `raw_weights` returned, or a loaded `.npz` as a dict.
+
+    Example:
+        >>> raw_weights_mismatch(trainer.model, raw_weights(trainer.model)) is None
+        True
+    """
     variables = [v for layer in _adapted_layers(model) for v in layer.weights]
     paths = [str(p) for p in arrays["paths"]] if "paths" in arrays else []
     shapes = [tuple(arrays[str(i)].shape) for i in range(len(paths))]
@@ -227,14 +247,28 @@ def raw_weights_mismatch(model, arrays):
 
 def restore_raw_weights(model, arrays):
     """Put back what `raw_weights` saved (checked with `raw_weights_mismatch`), after the
-    model's weights file was loaded."""
+    model's weights file was loaded.
+
+    Args:
+        model: the Keras model the arrays were taken from, or one built the same way.
+        arrays: what `raw_weights` returned, or a loaded `.npz` as a dict.
+
+    Example:
+        >>> model.load_weights("model.weights.h5")     # merged kernels, zeroed adapters
+        >>> restore_raw_weights(model, dict(np.load("adapters.npz")))
+    """
     variables = [v for layer in _adapted_layers(model) for v in layer.weights]
     for i, variable in enumerate(variables):
         variable.assign(arrays[str(i)])
 
 
 def has_adapters(model):
-    """Whether any layer of `model` carries LoRA adapters."""
+    """Whether any layer of `model` carries LoRA adapters.
+
+    Example:
+        >>> has_adapters(keras.models.load_model("runs/tickets/model.keras"))
+        False
+    """
     return bool(_adapted_layers(model))
 
 
@@ -246,6 +280,9 @@ def merged_copy(model):
     trace of the adapters: no `lora_*` variables, no `lora_rank` in its layers' configs. It
     is what `model.keras` holds, so the file loads with plain Keras and can be the backbone
     of another recipe.
+
+    Args:
+        model: a functional Keras model.
 
     Example:
         >>> plain = merged_copy(trainer.model)
@@ -275,6 +312,9 @@ def _without_lora(config):
 def optimizer_state(optimizer):
     """`(variables, bytes)` of an optimizer's state: its moments and counters, the memory it
     holds besides the model.
+
+    Args:
+        optimizer: a built Keras optimizer (a loss-scale wrapper counts its own state too).
 
     Example:
         >>> optimizer_state(trainer.optimizer)

@@ -396,7 +396,8 @@ def describe_adapters(stage_plan):
         if own is None:
             lines.append(f"    {name}: no layer LoRA adapts, so nothing in it trains")
             continue
-        shown = ", ".join(own.layer_names[:4]) + (f" and {len(own.layer_names) - 4} more" if len(own.layer_names) > 4 else "")
+        names = own.layer_names
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         lines.append(f"    {name}: {len(own.layers)} adapted layers ({shown}), {own.num_params:,} adapter parameters")
     return lines
 
@@ -408,8 +409,8 @@ def describe_optimizer(trainer):
     count, size = optimizer_state(trainer.optimizer)
     variables = trainer.group_optimizer._trainable_variables
     params = sum(math.prod(v.shape) for v in variables)
-    return (f"optimizer: {type(trainer.group_optimizer).__name__} over {len(variables)} variables ({params:,} parameters) "
-            f"that some stage trains; its state: {count} variables, {size / 1e6:.2f} MB")
+    return (f"optimizer: {type(trainer.group_optimizer).__name__} over {len(variables)} variables "
+            f"({params:,} parameters) that some stage trains; its state: {count} variables, {size / 1e6:.2f} MB")
 
 
 def run_cli():

@@ -114,8 +114,17 @@ def lora_from_recipe(value, key=SCHEDULE_KEY):
 
 
 def named_groups(lora, names):
-    """The backbone groups `lora.groups` resolves to, for backbone groups `names` (bottom to
-    top); None when it names none (every group the stage trains)."""
+    """The backbone groups `lora.groups` resolves to; None when it names none (every group
+    the stage trains).
+
+    Args:
+        lora: a `LoRA`.
+        names: backbone group names, bottom to top.
+
+    Example:
+        >>> named_groups(LoRA(groups=("top:2",)), ["a", "b", "c"])
+        {'b', 'c'}
+    """
     if lora.groups is None:
         return None
     try:
@@ -130,6 +139,13 @@ def named_groups(lora, names):
 
 def adapted_groups(stage, names):
     """The backbone groups `stage` trains through adapters (a set; empty without `lora`).
+
+    Args:
+        stage: a `tfft.schedules.Stage`.
+        names: backbone group names, bottom to top.
+
+    Raises:
+        RecipeError: the stage's own `lora` names a group the stage does not train.
 
     Example:
         >>> adapted_groups(Stage("ft", 10, ("head", "top:2"), 1e-4, lora=LoRA()), ["a", "b", "c"])
@@ -191,5 +207,14 @@ def adapter_plan(stages, names):
 
 def explicitly_named(lora, names):
     """The groups `lora.groups` names by their own name (not through a token such as
-    `"top:2"`): each must hold a layer LoRA can adapt."""
+    `"top:2"`): each must hold a layer LoRA can adapt.
+
+    Args:
+        lora: a `LoRA`.
+        names: backbone group names.
+
+    Example:
+        >>> explicitly_named(LoRA(groups=("top:1", "a")), ["a", "b"])
+        {'a'}
+    """
     return {g for g in (lora.groups or ()) if g in names}

@@ -901,7 +901,8 @@ class Trainer(StageLoop):
         for g in self.groups:
             trains = "yes" if g.name in trained else "no"
             if g.name in self._adapted:
-                trains = f"LoRA rank {self.adapters[g.name].rank}" if g.name in self.adapters else "LoRA, nothing to adapt"
+                own = self.adapters.get(g.name)
+                trains = f"LoRA rank {own.rank}" if own is not None else "LoRA, nothing to adapt"
             rows.append(f"| {g.name} | {trains} | {g.num_trainable_params:,} | {factors[g.name]:.4g} |")
         return (f"**{stage.name}**: {stage.steps} steps ({stage.epochs:.3g} epochs; {stage.why}), lr {stage.lr:g} "
                 f"({stage.shape})\n\n{stage.purpose}\n\n" + "\n".join(rows))
