@@ -259,6 +259,7 @@ def test_a_keras_hub_encoder_adapts_the_layers_keras_hub_names(tmp_path):
         adapters.enable(trainer.groups, {"embeddings": named}, trainer.group_names, trainer.backbone.lora_layers)
 
 
+@pytest.mark.slow  # a run, its SavedModel export and a second recipe on its model.keras
 def test_export_and_a_new_recipe_get_the_merged_plain_model(tmp_path):
     import tensorflow as tf
 
