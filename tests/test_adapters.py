@@ -321,3 +321,17 @@ def test_minilm_trains_query_and_value_adapters_and_saves_them_merged(tmp_path):
     assert not adapters.has_adapters(saved)
     tokens = trainer.backbone.preprocess(["I was charged twice", "my account is locked"])
     np.testing.assert_allclose(saved.predict(tokens, verbose=0), trainer.model.predict(tokens, verbose=0), atol=1e-5)
+
+
+def test_a_model_file_remembers_the_layers_lora_adapts(tmp_path):
+    from tfft.backbones.files import load_backbone_file
+    from tfft.model_file import write_metadata
+    from tfft.testing import tiny_resnet
+
+    path = str(tmp_path / "model.keras")
+    tiny_resnet(32).save(path)
+    write_metadata(path, dict(groups=[("stem", "conv1_conv"), ("rest", "conv2_block1_1_conv")],
+                              lora_layers=["query", "value"]))
+    assert load_backbone_file(path).lora_layers == ("query", "value")
+    tiny_resnet(32).save(tmp_path / "plain.keras")
+    assert load_backbone_file(str(tmp_path / "plain.keras")).lora_layers is None
