@@ -14,6 +14,8 @@ and sets the initialisation and the order of the batches):
 
 - `tfft`: `tfft.Trainer` with the recipe defaults: only the data and the backbone are set.
 - `tfft_auto`: the same with `schedule.kind="auto"`.
+- `tfft_lora`: the same with `schedule.lora={"rank": 8}`: the groups the defaults fine-tune
+  in full (the top two) train through LoRA adapters instead, their pretrained weights held.
 - `keras_guide`: the Keras transfer-learning guide, hand-written: the pretrained base frozen
   and called with `training=False`, global average pooling, dropout 0.2 and a dense layer,
   Adam at 1e-3; then the base unfrozen, Adam at a low rate. The guide's 20 + 20 epochs are
@@ -31,6 +33,7 @@ trained once (seed 0) and kept in the work directory.
 
     python bench/transfer_real.py                      # everything, several hours on 2 cores
     python bench/transfer_real.py --sets icons --seeds 1 --arms tfft,keras_guide
+    python bench/transfer_real.py --sets manpages --arms tfft,tfft_lora --seeds 3   # LoRA against full
     python bench/transfer_real.py --quick              # a smoke run of every step
 
 The last line of output is one JSON object: per set and arm, the test accuracy of each seed,
@@ -53,13 +56,15 @@ import numpy as np  # noqa: E402
 
 import real_data  # noqa: E402
 import tfft  # noqa: E402  (imports TensorFlow without its start-up noise)
+from tfft.adapters import optimizer_state  # noqa: E402
 from tfft.data import audio_datasets, image_datasets, text_datasets  # noqa: E402
 from tfft.evaluation import predict_outputs  # noqa: E402
 
 import keras  # noqa: E402
 
 SETS = ("icons", "manpages", "words")
-ARMS = ("tfft", "tfft_auto", "keras_guide", "scratch")
+ARMS = ("tfft", "tfft_auto", "tfft_lora", "keras_guide", "scratch")
+LORA = "schedule.lora={'rank': 8}"
 KIND = {"icons": "image", "manpages": "text", "words": "audio"}
 IMAGE_SIZE = 64
 SEQUENCE_LENGTH = 64
@@ -98,9 +103,12 @@ def run_tfft(overrides, workdir, name):
     trainer = tfft.Trainer(recipe, out_dir=os.path.join(workdir, name), overwrite=True, verbose=0, save=False)
     metrics = trainer.run()
     steps = sum(stage["steps_run"] for stage in metrics["stages"])
+    count, size = optimizer_state(trainer.optimizer)
     result = dict(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], steps=steps,
                   seconds=round(time.perf_counter() - start, 1),
-                  stages=[(s["name"], s["steps_run"], s["lr"]) for s in metrics["stages"]])
+                  stages=[(s["name"], s["steps_run"], s["lr"]) for s in metrics["stages"]],
+                  trainable_params=max(s["trainable_params"] for s in metrics["stages"]),
+                  optimizer_variables=count, optimizer_mb=round(size / 1e6, 2))
     if "search" in metrics:
         result["chosen"] = metrics["search"]["chosen"]
         result["search_steps"] = metrics["search"]["steps"]
@@ -262,6 +270,8 @@ def run_arm(arm, name, source, sets, seed, workdir, tfft_steps, quick=False, ext
         return run_tfft(common + list(extra), workdir, f"{name}_{seed}_tfft")
     if arm == "tfft_auto":
         return run_tfft(common + list(extra) + ["schedule.kind='auto'"], workdir, f"{name}_{seed}_auto")
+    if arm == "tfft_lora":
+        return run_tfft(common + list(extra) + [LORA], workdir, f"{name}_{seed}_lora")
     if arm == "keras_guide" and name == "manpages":
         acc, extra = keras_hub_arm(train, test, seed, tfft_steps)
         return dict(accuracy=acc, **extra)
@@ -301,6 +311,8 @@ def parse_args(argv=None):
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: icons, manpages, words")
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated: " + ", ".join(ARMS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds first-seed .. first-seed + seeds - 1 (to add seeds to an earlier run)")
     parser.add_argument("--workdir", default=os.path.expanduser("~/.cache/tfft-bench/transfer_real"))
     parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, short pretraining, short runs")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -325,7 +337,7 @@ def main(argv=None):
     for name in args.sets:
         source = None if name == "manpages" else pretrain(name, args.workdir, args.quick)
         per_arm = {arm: [] for arm in args.arms}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             sets = build(name, seed)
             tfft_steps = None
             # tfft runs first, also when not asked for: its steps are the baselines' budget.

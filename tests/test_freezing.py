@@ -97,6 +97,23 @@ def test_apply_freezing_sets_flags_and_keeps_batchnorm_frozen_by_default():
     assert groups[0].num_trainable_params == 0
 
 
+def test_flags_set_inside_a_layer_by_an_earlier_stage_are_reset():
+    # A block that is itself a model, with a BatchNorm inside: on the TensorFlow backend
+    # `block.trainable = True` does nothing while the block's flag is True already.
+    inner = keras.Input((4,))
+    block = keras.Model(inner, keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(4, name="dense")(inner)),
+                        name="block")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="top_dense")(block(inputs)))
+    groups = layer_groups(model, patterns={"block": "block", "top": "top_"})
+    apply_freezing(groups, {"block"})
+    assert not block.get_layer("bn").trainable
+    block.get_layer("dense").kernel.trainable = False  # as LoRA adapters leave a kernel
+    apply_freezing(groups, {"block"}, train_bn=True)
+    assert block.get_layer("bn").trainable and block.get_layer("dense").kernel.trainable
+    assert groups[0].num_trainable_params == 4 * 4 + 4 + 2 * 4
+
+
 def test_group_variables_and_reserved_head_name():
     model = tiny_resnet(32)
     groups = layer_groups(model, rules=RESNET)

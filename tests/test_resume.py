@@ -209,3 +209,18 @@ def test_text_killed_mid_stage_resume_bit_identical(tmp_path):
     (tmp_path / "tickets.csv").write_text("\n".join(rows) + "\n")
     recipe = write_recipe(tmp_path / "text.py", TEXT.format(data=str(tmp_path / "tickets.csv")))
     _check_resume(tmp_path, recipe, 12, kill_at=7)
+
+
+def test_images_with_lora_killed_mid_stage_resume_bit_identical(tmp_path):
+    """The second stage trains its groups through LoRA adapters, the third every group in full."""
+    data = tmp_path / "images"
+    write_image_folder(data, num_classes=3, per_class=12, size=32)
+    lora = IMAGES.replace('shape="warmup_cosine", warmup=0.2)', 'shape="warmup_cosine", warmup=0.2, lora=dict(rank=2))')
+    assert lora != IMAGES
+    recipe = write_recipe(tmp_path / "images.py", lora.format(data=str(data)))
+    # Killed at step 12, in the LoRA stage (steps 7-15), between two checkpoints.
+    run = _check_resume(tmp_path, recipe, 20, kill_at=12)
+    with open(os.path.join(run, "resumed.txt")) as f:
+        assert "(stage 2 'top'" in f.read()  # resumed mid-way through the LoRA stage
+    newest = sorted(glob.glob(os.path.join(run, "checkpoints", "step-*")))[-1]
+    assert os.path.isfile(os.path.join(newest, "adapters.npz"))

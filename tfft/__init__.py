@@ -39,6 +39,7 @@ _import_tensorflow_quietly()
 from tfft.modalities.text import encoders as _encoders  # noqa: F401
 from tfft.errors import BackboneError, DataError, GroupError, RecipeError, TfftError
 from tfft.freezing import GroupRules, LayerGroup, apply_freezing, layer_groups
+from tfft.lora import LoRA
 from tfft.optimizers import SGD, AdamW
 from tfft.recipe import Recipe, load_recipe
 from tfft.schedules import ScheduleConfig, Stage, StageLearningRate, build_stages
@@ -53,6 +54,7 @@ __all__ = [
     "GroupError",
     "GroupRules",
     "LayerGroup",
+    "LoRA",
     "Recipe",
     "RecipeError",
     "SGD",

@@ -11,6 +11,7 @@ its traceback.
 
 import dataclasses
 import functools
+import math
 import os
 import sys
 
@@ -138,6 +139,7 @@ def plan(recipe_path, overrides, demo):
     )
     if trainer.backbone.note:
         click.echo(trainer.backbone.note)
+    click.echo(describe_optimizer(trainer))
     if recipe.schedule.kind == "auto":
         click.echo(describe_search(trainer))
     for stage_plan in plans:
@@ -372,12 +374,43 @@ def format_stage(stage_plan, count):
                      "(runtime.cache_features)")
     elif stage_plan.features:
         lines.append(f"  backbone frozen: its outputs are computed at every step, because {stage_plan.features}")
+    lines += describe_adapters(stage_plan)
     lines.append(f"  {'group':<{width}} {'trains':<7} {'trainable params':>17} {'lr':>10}")
     for name, trains, params, rate in stage_plan.groups:
         shown = "-" if not trains else ("find" if rate is None else f"{rate:.3g}")
-        lines.append(f"  {name:<{width}} {'yes' if trains else 'no':<7} {params:>17,} {shown:>10}")
+        how = ("lora" if name in stage_plan.adapted else "yes") if trains else "no"
+        lines.append(f"  {name:<{width}} {how:<7} {params:>17,} {shown:>10}")
     lines.append(f"  {'total':<{width}} {'':<7} {stage_plan.trainable_params:>17,}")
     return "\n".join(lines)
+
+
+def describe_adapters(stage_plan):
+    """The lines of `tfft plan` saying which groups of a stage train through LoRA adapters."""
+    if not stage_plan.adapted:
+        return []
+    lora = stage_plan.stage.lora
+    lines = [f"  LoRA (rank {lora.rank}, alpha {lora.rank * lora.scale:g}): only the adapters train in "
+             f"{list(stage_plan.adapted)}; their other weights stay as pretrained"]
+    for name in stage_plan.adapted:
+        own = stage_plan.adapters.get(name)
+        if own is None:
+            lines.append(f"    {name}: no layer LoRA adapts, so nothing in it trains")
+            continue
+        names = own.layer_names
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        lines.append(f"    {name}: {len(own.layers)} adapted layers ({shown}), {own.num_params:,} adapter parameters")
+    return lines
+
+
+def describe_optimizer(trainer):
+    """The plan's line on the optimizer: what it is built over and the memory of its state."""
+    from tfft.adapters import optimizer_state
+
+    count, size = optimizer_state(trainer.optimizer)
+    variables = trainer.group_optimizer._trainable_variables
+    params = sum(math.prod(v.shape) for v in variables)
+    return (f"optimizer: {type(trainer.group_optimizer).__name__} over {len(variables)} variables "
+            f"({params:,} parameters) that some stage trains; its state: {count} variables, {size / 1e6:.2f} MB")
 
 
 def run_cli():

@@ -410,6 +410,12 @@ def apply_freezing(groups, trained, train_bn=False):
     for group in groups:
         trains = group.name in trained
         for layer in group.layers:
+            # The TensorFlow backend skips `layer.trainable = value` when the flag has that
+            # value already (KerasAutoTrackable.__setattr__), and with it the reset of the
+            # flags inside the layer: passing through the other value makes the last
+            # assignment a change, so that flags an earlier stage set on sublayers or
+            # variables (a nested BatchNorm, a kernel under LoRA adapters) are reset.
+            layer.trainable = not trains
             layer.trainable = trains
             for sub in _sublayers(layer):
                 if trains and not train_bn and _is_batch_norm(sub):

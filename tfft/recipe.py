@@ -355,6 +355,8 @@ def apply_override(recipe, key, value):
         from tfft import modalities  # one key changes the modality's default
 
         current = dict(modalities.get(recipe.data.kind).augment)
+    if current is None and key.startswith("schedule.lora."):
+        current = {}  # `--set schedule.lora.rank=4` turns LoRA on with that rank
     if not isinstance(current, dict):
         raise RecipeError(f"{parts[0]}.{parts[1]} is not a dict, so {key!r} cannot be set.")
     current = dict(current)

@@ -29,6 +29,7 @@ import numpy as np
 
 from tfft.errors import RecipeError
 from tfft.freezing import HEAD, resolve_group_names
+from tfft.lora import LoRA, adapted_groups, adapter_plan, lora_from_recipe
 
 SHAPES = ("constant", "warmup_cosine", "one_cycle", "slanted_triangular")
 KINDS = ("two_phase", "gradual_unfreezing", "chain_thaw", "custom", "auto")
@@ -68,6 +69,9 @@ class Stage:
         epochs: the stage's length in epochs, for display (`steps / steps_per_epoch`).
         why: how the length was set (shown by `tfft plan`).
         purpose: what the stage trains and why (shown by `tfft plan`).
+        lora: a `tfft.lora.LoRA`: the backbone groups it names (default: every one the
+            stage trains) train through low-rank adapters, their pretrained weights held;
+            None: every trained group trains its full weights.
 
     Example:
         >>> Stage("finetune", steps=300, train=("head", "top:2"), lr=1e-4,
@@ -87,6 +91,7 @@ class Stage:
     epochs: Optional[float] = None
     why: str = ""
     purpose: str = ""
+    lora: Optional[LoRA] = None
 
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -110,6 +115,10 @@ class Stage:
     def trained_groups(self, names):
         """The set of group names (head included) that train, for backbone groups `names`."""
         return resolve_group_names(list(self.train), list(names))
+
+    def adapted_groups(self, names):
+        """The set of backbone group names that train through LoRA adapters (`tfft.lora`)."""
+        return adapted_groups(self, list(names))
 
     def factors(self, names):
         """Learning-rate factor of every group, head included, for backbone groups `names`.
@@ -175,6 +184,9 @@ class ScheduleConfig:
             training batches before every validation and at the stage's end (0: off).
         early_stopping: patience in validations for every stage; 0 turns it off.
         stages: `custom`: a list of dicts with the fields of `Stage` (`epochs` or `steps`).
+        lora: None, or `dict(rank=8, alpha=16, groups=[...])`: every backbone stage trains
+            the groups named (default: each stage's trained backbone groups) through
+            low-rank adapters (`tfft.lora`); a custom stage's own `lora` key overrides it.
 
     Example:
         >>> ScheduleConfig(kind="gradual_unfreezing", epochs=3, decay=1 / 2.6)
@@ -200,6 +212,7 @@ class ScheduleConfig:
     precise_bn: int = 20
     early_stopping: int = 0
     stages: list = dataclasses.field(default_factory=list)
+    lora: Optional[dict] = None
 
 
 class _Budget:
@@ -278,7 +291,8 @@ def build_stages(config, names, steps_per_epoch):
     budget = _Budget(config, steps_per_epoch)
     # "auto" assumes pretrained statistics here; the Trainer resolves it from the backbone.
     common = dict(train_bn=config.train_bn is True, early_stopping=config.early_stopping)
-    backbone = dict(common, shape=config.shape, warmup=config.warmup, decay=config.decay)
+    backbone = dict(common, shape=config.shape, warmup=config.warmup, decay=config.decay,
+                    lora=lora_from_recipe(config.lora))
     if config.kind == "custom":
         if not config.stages:
             raise RecipeError("schedule.kind='custom' needs schedule.stages: a list of dicts with name, epochs or steps, train, lr, ...")
@@ -287,6 +301,7 @@ def build_stages(config, names, steps_per_epoch):
         stages = _builtin(config, names, budget, common, backbone)
     for stage in stages:
         stage.factors(names)  # checks group names and multipliers now, not mid-run
+    adapter_plan(stages, names)
     return [dataclasses.replace(s, epochs=s.steps / budget.per_epoch) for s in stages]
 
 
@@ -362,6 +377,8 @@ def _stage_from_dict(index, values, defaults, budget):
     missing = {"train", "lr"} - set(values)
     if missing or not {"epochs", "steps"} & set(values):
         raise RecipeError(f"schedule.stages[{index}] misses {sorted(missing | ({'epochs or steps'} if not {'epochs', 'steps'} & set(values) else set()))}")
+    if "lora" in values:
+        values = dict(values, lora=lora_from_recipe(values["lora"], f"schedule.stages[{index}].lora"))
     values = dict(defaults, **values)
     values.setdefault("name", f"stage{index}")
     epochs = values.pop("epochs", None)

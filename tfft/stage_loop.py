@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfft import feature_cache
+from tfft import adapters, feature_cache
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.guards import NonFinite
 from tfft.callbacks.progress import StepLines, fit_verbosity
@@ -61,13 +61,32 @@ class Attempt:
 class StageLoop:
     """The stage machinery of `tfft.Trainer` (see the module docstring)."""
 
+    def _freeze(self, stage):
+        """Set the trainable flags of `stage`: its groups, its BatchNorm policy and, in the
+        groups it trains through LoRA adapters, the adapters alone (`tfft.adapters`).
+        Returns the trained group names and the variables held still inside trained layers."""
+        trained = stage.trained_groups(self.group_names)
+        apply_freezing(self.groups, trained, stage.train_bn)
+        self._adapted = stage.adapted_groups(self.group_names)
+        return trained, adapters.set_flags(self.groups, self.adapters, self._adapted)
+
+    def _variables_trained(self):
+        """Every variable some stage trains, in the model's order: what the optimizer is
+        built over, once."""
+        trained = {}
+        for stage in self.stages:
+            self._freeze(stage)
+            trained.update((id(v), v) for v in self.model.trainable_variables)
+        return [v for v in self.model.weights if id(v) in trained]
+
     def _prepare(self, stage, learning_rate, steps_per_execution=1):
         """Freeze and unfreeze for `stage`, set its per-group factors and `learning_rate`
         (a schedule on the global step) and compile; return the trained group names."""
-        trained = stage.trained_groups(self.group_names)
+        trained, held = self._freeze(stage)
         factors = stage.factors(self.group_names)
-        apply_freezing(self.groups, trained, stage.train_bn)
-        self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups])
+        # Pretrained weights under adapters get factor 0 as well as no gradient: neither the
+        # weight decay nor L2-SP's pull can reach them.
+        self.group_optimizer.set_factors([(g.variables, factors[g.name]) for g in self.groups] + [(held, 0.0)])
         self._factors = factors
         self.group_optimizer.learning_rate = learning_rate
         previous, self._feature_cache = self._feature_cache, None
@@ -193,10 +212,11 @@ class StageLoop:
                 self.logger.log_stage_begin(index, stage.name, trainable, self._stage_table(stage, trained, self._factors))
                 if self.verbose:
                     execution = self.model.steps_per_execution
+                    lora = sorted(self._adapted, key=self._group_order)
                     print(f"stage {index + 1}/{len(self.stages)} '{stage.name}': {stage.steps} steps "
                           f"({stage.epochs:.3g} epochs), training {sorted(trained, key=self._group_order)} "
-                          f"({trainable:,} parameters)" + (f", {execution} steps per execution" if execution > 1 else ""),
-                          flush=True)
+                          f"({trainable:,} parameters)" + (f", {lora} through LoRA adapters" if lora else "")
+                          + (f", {execution} steps per execution" if execution > 1 else ""), flush=True)
                 self.on_stage_begin(stage, index)
             if resumed is not None and self.position - start_position >= stage.steps:
                 # The checkpoint was written at the stage's very end: only its report is left,
@@ -246,9 +266,12 @@ class StageLoop:
         self.log_misclassified(stage, wrong)
         self.on_stage_end(stage, index, logs)
         end_step = int(np.asarray(self.optimizer.iterations))
+        lora = {} if not self._adapted else dict(lora=dict(
+            rank=stage.lora.rank, alpha=stage.lora.rank * stage.lora.scale,
+            groups=sorted(self._adapted, key=self._group_order)))
         return dict(name=stage.name, steps=planned.steps, steps_run=end_step - first_step,
                     epochs=planned.epochs, lr=stage.lr, planned_lr=planned.lr, attempts=attempt + 1,
-                    trainable_params=trainable, stage_end_accuracy=report["accuracy"], **logs)
+                    trainable_params=trainable, **lora, stage_end_accuracy=report["accuracy"], **logs)
 
     def _new_validation(self, stage, batchnorm=None, skip=None):
         """The `Validation` callback of `stage`: with precise BatchNorm first when the stage

@@ -33,7 +33,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from tfft import evaluation, feature_cache, model_file, modalities, multi_worker, rundir
+from tfft import adapters, evaluation, feature_cache, model_file, modalities, multi_worker, rundir
 from tfft.batchnorm import batchnorm_layers
 from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
 from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, SIGNALS, Interruption, weights_finite
@@ -41,7 +41,8 @@ from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
 from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, install_replica_seeds, mixed_precision_policy, resolve_strategy
 from tfft.errors import RecipeError, TfftError
-from tfft.freezing import HEAD, LayerGroup, apply_freezing, layer_groups, restore_dropout
+from tfft.freezing import HEAD, LayerGroup, layer_groups, restore_dropout
+from tfft.lora import adapter_plan
 from tfft.optimizers import make_optimizer
 from tfft.recipe import Recipe, check_modality_keys
 from tfft.schedules import FIND, build_stages, plan_steps
@@ -77,6 +78,10 @@ class StagePlan:
         features: for a stage that trains the head alone, `"cached"` when it trains on the
             frozen backbone's outputs computed once (`tfft.feature_cache`), else why not;
             None for a stage that trains backbone groups.
+        adapted: the groups the stage trains through LoRA adapters, bottom to top (their
+            rows count the adapters' parameters); empty when it trains full weights only.
+        adapters: `{group: tfft.adapters.GroupAdapters}` of those that have adapters (a
+            group without a layer LoRA adapts has none, and nothing in it trains).
     """
 
     index: int
@@ -87,6 +92,8 @@ class StagePlan:
     groups: list
     batchnorm_trains: bool = False
     features: Optional[str] = None
+    adapted: tuple = ()
+    adapters: dict = dataclasses.field(default_factory=dict)
 
     @property
     def trainable_params(self):
@@ -164,6 +171,8 @@ class Trainer(StageLoop):
         self.interruption = Interruption(self._save_on_signal)
         self.planned_stages = None
         self._feature_cache = None  # a head-only stage's features (`tfft.feature_cache`)
+        self.adapters = {}  # `{group: tfft.adapters.GroupAdapters}` of the groups a stage adapts (LoRA)
+        self._adapted = set()
         self._built = False
 
     # -- hooks: override any of these ------------------------------------------------------
@@ -319,11 +328,15 @@ class Trainer(StageLoop):
             self.steps_per_epoch = self.datasets.steps_per_epoch
             self.stages = build_stages(self._resolved_schedule(), self.group_names, self.steps_per_epoch)
             self.planned_stages = list(self.stages)
+            # Adapters are variables a stage trains: they exist before the optimizer is built.
+            self.adapters = adapters.enable(self.groups, adapter_plan(self.stages, self.group_names),
+                                            self.group_names, self.backbone.lora_layers)
             self.optimizer = self.build_optimizer()
             # Build over every variable any stage will train, once, so that unfreezing a
-            # group later neither raises `Unknown variable` nor resets the head's moments.
-            apply_freezing(self.groups, {g.name for g in self.groups}, train_bn=any(s.train_bn for s in self.stages))
-            self.optimizer.build(self.model.trainable_variables)
+            # group later neither raises `Unknown variable` nor resets the head's moments;
+            # and over those only, so that weights no stage trains (a group never unfrozen,
+            # pretrained kernels under LoRA adapters) get no optimizer state.
+            self.optimizer.build(self._variables_trained())
             if self.recipe.train.l2_sp:
                 self._anchor_backbone()
             if policy == "mixed_float16":
@@ -336,8 +349,11 @@ class Trainer(StageLoop):
         strength = self.recipe.train.l2_sp
         if strength < 0:
             raise TfftError(f"train.l2_sp must be >= 0. Received: train.l2_sp={strength!r}")
+        # LoRA adapters start at zero change and have no pretrained value: they decay
+        # toward zero (train.weight_decay) like the head.
+        own = {id(v) for v in adapters.adapter_variables(self.adapters)}
         pairs = [(v, keras.Variable(np.array(v), trainable=False, name="l2_sp_anchor"))
-                 for g in self.groups if g.name != HEAD for v in g.trainable_candidates]
+                 for g in self.groups if g.name != HEAD for v in g.trainable_candidates if id(v) not in own]
         self.group_optimizer.set_anchors(pairs, strength)
 
     def _resolved_schedule(self):
@@ -388,9 +404,8 @@ class Trainer(StageLoop):
         self.setup()
         plans = []
         for index, (stage, bounds) in enumerate(zip(self.stages, plan_steps(self.stages))):
-            trained = stage.trained_groups(self.group_names)
+            trained, _ = self._freeze(stage)
             factors = stage.factors(self.group_names)
-            apply_freezing(self.groups, trained, stage.train_bn)
             rates = {g.name: None if stage.lr == FIND else stage.lr * factors[g.name] for g in self.groups}
             rows = [(g.name, g.name in trained, g.num_trainable_params, rates[g.name]) for g in self.groups]
             batchnorm = stage.train_bn and any(
@@ -398,8 +413,10 @@ class Trainer(StageLoop):
             features = None
             if set(trained) == {HEAD}:
                 features = feature_cache.why_not(self, stage) or "cached"
+            adapted = tuple(name for name in self.group_names if name in self._adapted)
             plans.append(StagePlan(index, stage, bounds, stage.steps, stage.steps / self.steps_per_epoch, rows,
-                                   batchnorm, features))
+                                   batchnorm, features, adapted,
+                                   {name: self.adapters[name] for name in adapted if name in self.adapters}))
         return plans
 
     # -- running ---------------------------------------------------------------------------
@@ -834,7 +851,8 @@ class Trainer(StageLoop):
         # Saved under a temporary name and renamed, so `model.keras` is always whole.
         final = os.path.join(self.out_dir, "model.keras")
         partial = os.path.join(self.out_dir, "model.partial.keras")
-        keras.Model(self.model.input, self.model.output, name=self.model.name).save(partial)
+        # LoRA adapters are merged into the kernels: the file holds plain layers.
+        adapters.merged_copy(keras.Model(self.model.input, self.model.output, name=self.model.name)).save(partial)
         model_file.write_metadata(partial, self._model_metadata())
         with tempfile.TemporaryDirectory() as directory:
             modalities.get(self.recipe.data.kind).save_preprocessing(self.backbone, directory)
@@ -865,6 +883,7 @@ class Trainer(StageLoop):
             groups=[(g.name, g.layers[0].name) for g in self.groups if g.name != HEAD and g.layers],
             input_shape=list(shape[1:]) if isinstance(shape, tuple) else None,
             statistics=self.datasets.statistics,
+            lora_layers=list(self.backbone.lora_layers) if self.backbone.lora_layers else None,
             **modalities.get(self.recipe.data.kind).model_metadata(self.recipe, self.datasets),
         )
 
@@ -882,7 +901,11 @@ class Trainer(StageLoop):
     def _stage_table(self, stage, trained, factors):
         rows = ["| group | trains | trainable params | lr factor |", "|---|---|---|---|"]
         for g in self.groups:
-            rows.append(f"| {g.name} | {'yes' if g.name in trained else 'no'} | {g.num_trainable_params:,} | {factors[g.name]:.4g} |")
+            trains = "yes" if g.name in trained else "no"
+            if g.name in self._adapted:
+                own = self.adapters.get(g.name)
+                trains = f"LoRA rank {own.rank}" if own is not None else "LoRA, nothing to adapt"
+            rows.append(f"| {g.name} | {trains} | {g.num_trainable_params:,} | {factors[g.name]:.4g} |")
         return (f"**{stage.name}**: {stage.steps} steps ({stage.epochs:.3g} epochs; {stage.why}), lr {stage.lr:g} "
                 f"({stage.shape})\n\n{stage.purpose}\n\n" + "\n".join(rows))
 

@@ -33,6 +33,9 @@ class Backbone:
         note: a line to show the user about the weights (how `pretrained` was decided).
         metadata: the `tfft.json` of a `.keras` file tfft saved (`tfft.model_file`), or None.
         source: the `.keras` file the model was loaded from, or None.
+        lora_layers: names of the layers LoRA adapts in a group (`tfft.adapters`): a
+            keras-hub encoder's `default_lora_layer_names()`; None: every Dense,
+            EinsumDense and Conv1D/2D/3D layer.
 
     Example:
         >>> backbone = build_backbone("MobileNetV3Small", weights=None, input_size=96)
@@ -49,6 +52,7 @@ class Backbone:
     note: str = ""
     metadata: Optional[dict] = None
     source: Optional[str] = None
+    lora_layers: Optional[tuple] = None
 
     @property
     def image_size(self):

@@ -108,6 +108,8 @@ def load_backbone_file(path, family=None):
         note=note,
         metadata=metadata,
         source=path,
+        # The layers LoRA adapts in the encoder this model was fine-tuned from (keras-hub's).
+        lora_layers=tuple(metadata["lora_layers"]) if metadata and metadata.get("lora_layers") else None,
     )
 
 

@@ -1,8 +1,10 @@
 """Checkpoints of model weights, optimizer state, random state and run position, verified on load.
 
-A checkpoint is a directory of up to four files:
+A checkpoint is a directory of up to five files:
 - `model.weights.h5`: the model's weights in Keras's weights format, without the optimizer
   (which `model.save_weights` would add a second time for a compiled model);
+- `adapters.npz`: only when layers carry LoRA adapters (`tfft.adapters`): their pretrained
+  kernels and adapters apart, which the weights file holds merged;
 - `optimizer.npz`: every optimizer variable (`iterations`, moments, loss-scale state) as an
   array keyed by its index (`"0"`, `"1"`, ...), with the variables' paths under `"paths"`;
 - `rng.npz`: the state of every random seed generator in the model (dropout draws from
@@ -31,6 +33,7 @@ import keras
 import numpy as np
 from keras.src.saving import saving_lib
 
+from tfft import adapters
 from tfft.callbacks.logs import scalar_or_none
 from tfft.errors import TfftError
 from tfft.evaluation import write_json
@@ -38,6 +41,7 @@ from tfft.evaluation import write_json
 WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
 RNG_FILE = "rng.npz"
+ADAPTERS_FILE = "adapters.npz"
 STATE_FILE = "state.json"
 _STEP = re.compile(r"step-(\d+)$")
 
@@ -111,6 +115,9 @@ def save_checkpoint(directory, model, optimizer, state, include_optimizer=True, 
     os.mkdir(temp)
     try:
         _save_model_weights(model, optimizer, os.path.join(temp, WEIGHTS_FILE))
+        raw = adapters.raw_weights(model)
+        if raw:
+            np.savez(os.path.join(temp, ADAPTERS_FILE), **raw)
         if include_optimizer:
             variables = list(optimizer.variables)
             # `np.asarray` reads Keras variables, mirrored ones included, without the numpy 2
@@ -240,6 +247,9 @@ def load_checkpoint(directory, model, optimizer):
                 f"(saved vs current): {'; '.join(mismatches[:3])}. The model or the optimizer's "
                 f"variable order differs from the saved run. Received: directory={directory!r}"
             )
+    raw = None
+    if ADAPTERS_FILE in files or adapters.has_adapters(model):
+        raw = _adapter_arrays(directory, files, model)
     try:
         _load_model_weights(model, optimizer, os.path.join(directory, WEIGHTS_FILE))
     except ValueError as error:
@@ -247,6 +257,8 @@ def load_checkpoint(directory, model, optimizer):
             f"The model does not match the checkpoint's weights: {error} "
             f"Received: directory={directory!r}"
         ) from error
+    if raw is not None:
+        adapters.restore_raw_weights(model, raw)
     if saved is not None:
         for variable, array in zip(variables, saved):
             variable.assign(array)
@@ -257,6 +269,21 @@ def load_checkpoint(directory, model, optimizer):
                 for index, generator in enumerate(generators):
                     generator.state.assign(data[str(index)])
     return state
+
+
+def _adapter_arrays(directory, files, model):
+    """The adapted layers' variables a checkpoint holds, checked against `model` before
+    anything is loaded (loading the weights file alone would merge the adapters into the
+    kernels and zero them)."""
+    if ADAPTERS_FILE not in files:
+        raise TfftError(f"The model has LoRA adapters but the checkpoint holds none ({ADAPTERS_FILE} is missing): "
+                        f"it was written by a run without lora. Received: directory={directory!r}")
+    with np.load(os.path.join(directory, ADAPTERS_FILE)) as data:
+        arrays = {name: data[name] for name in data.files}
+    mismatch = adapters.raw_weights_mismatch(model, arrays)
+    if mismatch:
+        raise TfftError(f"{mismatch} Received: directory={directory!r}")
+    return arrays
 
 
 class CheckpointStore:

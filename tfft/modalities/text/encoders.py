@@ -168,6 +168,7 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
         family=type(encoder).__name__,
         name=str(name),
         pretrained=weights is not None,
+        lora_layers=tuple(encoder.default_lora_layer_names()),
     )
 
 
