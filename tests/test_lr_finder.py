@@ -59,6 +59,23 @@ def test_a_stage_rate_of_find_is_chosen_when_the_stage_starts(tmp_path, capsys):
     assert os.path.isfile(tmp_path / "run" / "lr_find_all.png")
 
 
+class _SeparableBlobs(BlobTrainer):
+    blobs = dict(BlobTrainer.blobs, spread=0.05)
+
+
+def test_a_sweep_that_starts_on_fitted_data_says_so(tmp_path):
+    # The head stage fits well-separated blobs to a loss near zero; a range test after it
+    # has no curve to read, and its error says why and what to give instead.
+    stages = [dict(name="head", steps=200, train="head", lr=0.3), dict(name="all", steps=10, train="all", lr="find")]
+    trainer = _SeparableBlobs(Recipe().with_overrides(BASE + [f"schedule.stages={stages!r}"]),
+                              out_dir=str(tmp_path / "run"), verbose=0)
+    with pytest.raises(TfftError) as raised:
+        trainer.run()
+    message = str(raised.value)
+    assert message.startswith("Stage 'all': the learning-rate sweep stopped after")
+    assert "near zero when the stage began" in message and "instead of 'find'" in message
+
+
 def test_rules_and_their_errors():
     rates = np.logspace(-6, 0, 60)
     losses = np.concatenate([np.full(20, 2.0), np.linspace(2.0, 0.4, 25), np.linspace(0.4, 6.0, 15)])

@@ -24,7 +24,7 @@ from tfft.callbacks.guards import NonFinite
 from tfft.callbacks.progress import StepLines, fit_verbosity
 from tfft.callbacks.stage import CollapseGuard, StageProgress
 from tfft.callbacks.validation import Validation
-from tfft.errors import DataError
+from tfft.errors import DataError, TfftError
 from tfft.freezing import apply_freezing
 from tfft.lr_finder import RULE, RULES, ExponentialSweep, RangeTest, SweepRecorder, suggest
 from tfft.schedules import FIND, StageLearningRate
@@ -36,6 +36,8 @@ COLLAPSE_FACTOR = 1 / 3
 # Without `train.validate_every`, validate every epoch, but no more than this many times a run:
 # each validation scores the whole validation split and writes a checkpoint.
 MAX_VALIDATIONS = 10
+# A range test whose smoothed loss starts below this (nats) has nothing to read.
+NEAR_ZERO_LOSS = 0.01
 
 
 class Stopped(Exception):
@@ -144,8 +146,12 @@ class StageLoop:
         finally:
             snapshot.restore(self.model, self.optimizer)
             _restore_seed_states(self.model, generators)
-        return RangeTest(recorder.rates, recorder.losses, recorder.smoothed,
-                         suggest(recorder.rates, recorder.smoothed, RULE), f"{RULE}: {RULES[RULE]}", recorder.stopped)
+        try:
+            suggestion = suggest(recorder.rates, recorder.smoothed, RULE)
+        except TfftError as error:
+            raise TfftError(f"Stage '{stage.name}': {_why_the_sweep_stopped(recorder, error)}") from None
+        return RangeTest(recorder.rates, recorder.losses, recorder.smoothed, suggestion, f"{RULE}: {RULES[RULE]}",
+                         recorder.stopped)
 
     def _resolve_rate(self, index, stage):
         if stage.lr != FIND:
@@ -363,6 +369,19 @@ class StageLoop:
             if model.stop_training and progress.done < stage.steps:
                 break  # early stopping, a collapse, a NaN or a signal
         return Attempt(history, progress, guard, nonfinite, batchnorm)
+
+
+def _why_the_sweep_stopped(recorder, error):
+    """`error` (a sweep too short to suggest a rate) with what the sweep ran into."""
+    finite = [v for v in recorder.smoothed if math.isfinite(v)]
+    where = f"at rate {recorder.rates[len(recorder.smoothed) - 1]:.2g} {recorder.stopped}"
+    if finite and min(finite) < NEAR_ZERO_LOSS:
+        # Nothing to read on a curve that starts at zero: any wiggle is a fourfold rise.
+        return (f"the learning-rate sweep stopped after {len(finite)} steps ({where}, from a smoothed loss of "
+                f"{min(finite):.2g}): the training loss was near zero when the stage began, the earlier stages "
+                "having fit the training data, so a range test has no curve to read. Give this stage a rate "
+                "instead of 'find' (e.g. schedule.finetune_lr=1e-4), or a shorter or slower head stage.")
+    return f"{error} The sweep stopped {where}."
 
 
 def _data_error(error, unreadable=(), when="mid-epoch"):
