@@ -59,14 +59,16 @@ def recipe_keys(message):
 def _datasets(config, backbone, input_size, dry_run, verbose, statistics):
     modality = modalities.get(config.kind)
     sources = dict(path=config.path, manifest=config.manifest, validation_path=config.validation_path)
-    if all(getattr(config, key) is None for key in modality.sources):
+    keys = modality.source_keys(config)
+    if all(getattr(config, key) is None for key in keys):
         if config.synthetic is None:
             given = ", ".join(f"data.{key}=" + ("DIR" if key == "path" else "NAME" if key == "tfds" else "FILE")
-                              for key in modality.sources)
-            raise DataError(f"No {config.kind} data given: set one of {given}. Received: data.path=None")
-        if config.synthetic != modality.synthetic:
+                              for key in keys)
+            raise DataError(f"No {config.kind} data given: set one of {given}. Received: data.{keys[0]}=None")
+        synthetic = modality.synthetic_name(config)
+        if config.synthetic != synthetic:
             raise DataError(
-                f"Unknown synthetic data set for {config.kind} data: the built-in one is '{modality.synthetic}'. "
+                f"Unknown synthetic data set for {config.kind} data: the built-in one is '{synthetic}'. "
                 f"Received: data.synthetic={config.synthetic!r}"
             )
         sources.update(modality.demo_set(config, input_size, verbose))

@@ -60,6 +60,21 @@ class Modality:
     strong_augment = None
     takes_applications = False
 
+    def task(self, config):
+        """What a model of this modality predicts per example (`tfft.tasks`): one class
+        (or, multi-label, any number of classes) per example."""
+        from tfft import tasks
+
+        return tasks.get("classify")
+
+    def source_keys(self, config):
+        """The `data` keys that name a source for `config`'s task (default `sources`)."""
+        return self.sources
+
+    def synthetic_name(self, config):
+        """The built-in demo set for `config`'s task (default `synthetic`)."""
+        return self.synthetic
+
     def backbone_options(self, recipe):
         """What `build_backbone` and `file_backbone` take besides the `backbone` keys, from
         the rest of the recipe (e.g. the spectrogram shape for audio)."""
