@@ -30,6 +30,7 @@ from tfft.errors import TfftError
 # name -> "module:class", imported on first use.
 TASKS = {
     "classify": "tfft.tasks:Classification",
+    "tokens": "tfft.modalities.text.tagging:TokenTagging",
 }
 _loaded = {}
 

@@ -1,5 +1,6 @@
 """Texts: class folders of `.txt` files, CSV and JSON-lines manifests, TFDS; keras-hub
-encoders; misclassified examples shown as a table of texts."""
+encoders; misclassified examples shown as a table of texts. With `data.task="tokens"`, a
+tag per word (token classification, `tagging.py`) from CoNLL or JSON-lines files."""
 
 import os
 
@@ -9,13 +10,48 @@ from tfft.modalities import Modality
 
 class TextModality(Modality):
     name = "text"
-    sources = ("path", "manifest", "jsonl", "tfds")
+    sources = ("path", "manifest", "jsonl", "tfds", "conll")
     file_argument = "text"
     extensions = (".txt",)
     synthetic = "tickets"
     per_class = 32
+    # `data.task`: its sources, its demo set.
+    TASKS = {"classify": (("path", "manifest", "jsonl", "tfds"), "tickets"),
+             "tokens": (("conll", "jsonl"), "contracts")}
+
+    def task(self, config):
+        """Classification, or token classification for `data.task="tokens"`; a key of the
+        other task is refused here, before anything is built."""
+        from tfft import tasks
+
+        if config.task not in self.TASKS:
+            raise DataError(f"data.task must be one of {list(self.TASKS)}. Received: data.task={config.task!r}")
+        if config.task == "tokens":
+            wrong = {"path": None, "manifest": None, "tfds": None, "multi_label": False, "label_delimiter": None,
+                     "class_weights": None}
+            for key, default in wrong.items():
+                if getattr(config, key) != default:
+                    raise DataError(f"data.{key} does not apply to data.task='tokens' (tagged sentences come from "
+                                    f"data.conll or data.jsonl, one tag per word). Received: data.{key}="
+                                    f"{getattr(config, key)!r}")
+        elif config.conll is not None:
+            raise DataError(f"data.conll holds tagged words, read by data.task='tokens'. Received: data.conll="
+                            f"{config.conll!r}, data.task={config.task!r}")
+        return tasks.get(config.task)
+
+    def source_keys(self, config):
+        self.task(config)
+        return self.TASKS[config.task][0]
+
+    def synthetic_name(self, config):
+        return self.TASKS[config.task][1]
 
     def backbone_options(self, recipe):
+        if self.task(recipe.data).name == "tokens":
+            if recipe.head.pooling != "avg":
+                raise DataError(f"head.pooling does not apply to data.task='tokens': every token gets its tag. "
+                                f"Received: head.pooling={recipe.head.pooling!r}")
+            return dict(sequence_length=recipe.data.sequence_length, pooling=None)
         return dict(sequence_length=recipe.data.sequence_length, pooling=recipe.head.pooling)
 
     def build_backbone(self, name, weights="pretrained", input_size=224, family=None, load_weights=True,
@@ -33,6 +69,10 @@ class TextModality(Modality):
         from tfft.freezing import GroupRules
         from tfft.modalities.text.encoders import SHARED
 
+        if pooling is None:
+            raise BackboneError(f"data.task='tokens' fine-tunes a keras-hub encoder (a preset name or directory); "
+                                f"{backbone.source} is a .keras model, whose outputs are a head's. Received: "
+                                f"backbone.name={backbone.source!r}")
         preprocess = self.stored_preprocessing(backbone.source, sequence_length=sequence_length)
         if preprocess is None:
             raise BackboneError(f"{backbone.source} holds no tokenizer: a text backbone from a .keras file must be the "
@@ -62,8 +102,8 @@ class TextModality(Modality):
             return dict(manifest=path)
         if path.endswith((".jsonl", ".json")):
             return dict(jsonl=path)
-        raise DataError(f"tfft evaluate reads a class-per-folder tree, a CSV or a JSON-lines file for text data. "
-                        f"Received: {given}")
+        # Any other file is tagged words in CoNLL's layout (token classification runs).
+        return dict(conll=path)
 
     def collect_inputs(self, inputs, recipe=None, stdin=None):
         """Texts: `.txt` files (and folders of them), the `text_column` of CSV and JSON-lines
@@ -108,6 +148,23 @@ class TextModality(Modality):
         from tfft.modalities.text.pipeline import text_datasets
 
         self.resolve_augment(config.augment)
+        if self.task(config).name == "tokens":
+            from tfft.modalities.text.token_pipeline import token_datasets
+
+            return token_datasets(
+                conll=expand(sources.get("conll", config.conll)),
+                jsonl=expand(config.jsonl),
+                validation_path=expand(sources["validation_path"]),
+                validation_split=config.validation_split,
+                tokens_column=config.tokens_column,
+                tags_column=config.tags_column,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                preprocess=backbone.preprocess,
+                cache=expand(config.cache),
+                holdout=config.holdout,
+                encoder=getattr(backbone, "name", None),
+            )
         return text_datasets(
             path=expand(sources["path"]),
             csv=expand(sources["manifest"]),
@@ -133,6 +190,17 @@ class TextModality(Modality):
         from tfft.data.build import cache_dir, say_demo
         from tfft.modalities.text.demo import make_support_tickets
 
+        if self.task(config).name == "tokens":
+            from tfft.modalities.text.contract_entities import TRAIN_FILE, TEST_FILE, make_contract_entities
+
+            per_type = config.synthetic_per_class or 75
+            directory = os.path.join(cache_dir(), f"contract_entities_{per_type}_seed{config.seed}")
+            say_demo(verbose, "contracts", directory)
+            generated = make_contract_entities(directory, per_type=per_type, seed=config.seed)
+            # Its test sentences are phrased differently and name other parties: the validation.
+            return dict(conll=os.path.join(generated, TRAIN_FILE),
+                        validation_path=config.validation_path or os.path.join(generated, TEST_FILE))
+
         per_class = config.synthetic_per_class or self.per_class
         directory = os.path.join(cache_dir(), f"support_tickets_{per_class}_seed{config.seed}")
         say_demo(verbose, self.synthetic, directory)
@@ -144,8 +212,10 @@ class TextModality(Modality):
     def log_misclassified(self, logger, tag, raw, labels, total, config):
         from tfft.callbacks.examples import misclassified_header
 
-        rows = [f"| {_cell(text)} | {truth} | {guess} |" for text, (_, truth, guess) in zip(raw, labels)]
-        table = misclassified_header(labels, total) + "| text | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
+        rows = [f"| {_cell(text)} | {_cell(truth)} | {_cell(guess)} |" for text, (_, truth, guess) in zip(raw, labels)]
+        header = ("| sentence | true entities | predicted entities |" if config.task == "tokens" else
+                  "| text | true | predicted |")
+        table = misclassified_header(labels, total) + header + "\n|---|---|---|\n" + "\n".join(rows)
         logger.log_examples(tag, text=table)
 
     def serving(self, recipe, backbone, metadata):
@@ -158,6 +228,10 @@ class TextModality(Modality):
         from tfft.export import Serving
         from tfft.modalities.text.serving import WordPieceGraph, unsupported
 
+        if self.task(recipe.data).name == "tokens":
+            from tfft.modalities.text.token_serving import token_serving
+
+            return token_serving(backbone.preprocess, recipe.backbone.name)
         preprocess = backbone.preprocess
         if not unsupported(preprocess):
             preprocess = WordPieceGraph(preprocess)
