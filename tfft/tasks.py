@@ -36,7 +36,12 @@ _loaded = {}
 
 
 def get(name):
-    """The `Task` called `name` (`"classify"` or `"tokens"`)."""
+    """The `Task` called `name` (`"classify"` or `"tokens"`).
+
+    Example:
+        >>> get("tokens").headline
+        'entity_f1'
+    """
     if name not in _loaded:
         module, cls = TASKS[name].split(":")
         _loaded[name] = getattr(importlib.import_module(module), cls)()
@@ -44,14 +49,24 @@ def get(name):
 
 
 def of(config):
-    """The task of a recipe's `data` section, as its modality says (`Modality.task`)."""
+    """The task of a recipe's `data` section, as its modality says (`Modality.task`).
+
+    Example:
+        >>> of(load_recipe("recipes/contracts_ner.py").data).name
+        'tokens'
+    """
     from tfft import modalities
 
     return modalities.get(config.kind).task(config)
 
 
 def of_outputs(outputs):
-    """The task whose exports return `outputs` (the names of a serving signature's outputs)."""
+    """The task whose exports return `outputs` (the names of a serving signature's outputs).
+
+    Example:
+        >>> of_outputs(["probabilities", "top_classes", "top_names"]).name
+        'classify'
+    """
     for name in TASKS:
         if set(get(name).output_keys) <= set(outputs):
             return get(name)
@@ -59,7 +74,12 @@ def of_outputs(outputs):
 
 
 def of_rows(rows):
-    """The task whose `tfft predict` rows `rows` are (by their keys)."""
+    """The task whose `tfft predict` rows `rows` are (by their keys).
+
+    Example:
+        >>> of_rows([{"input": "a.txt", "entities": [], "cut_words": 0}]).name
+        'tokens'
+    """
     for name in TASKS:
         if set(get(name).row_keys) <= set(rows[0]):
             return get(name)
@@ -249,7 +269,16 @@ class Classification(Task):
 
 def per_class_table(report, key="per_class", label="class"):
     """The per-class (or per-entity, `key="per_entity"`) precision, recall, F1 and support
-    of a report as aligned text lines, with the macro average last."""
+    of a report as aligned text lines, with the macro average last.
+
+    Args:
+        report: a `metrics.json` report.
+        key: the report's per-row table.
+        label: the first column's heading.
+
+    Example:
+        >>> print("\n".join(per_class_table(report)))
+    """
     width = max([len(label)] + [len(n) for n in report[key]])
     lines = [f"{label:<{width}}  precision  recall     f1  support"]
     for name, row in report[key].items():
@@ -261,7 +290,12 @@ def per_class_table(report, key="per_class", label="class"):
 
 
 def drift_lines(drift):
-    """The drift line of `tfft evaluate` (none when the run kept no reference)."""
+    """The drift line of `tfft evaluate` (none when the run kept no reference).
+
+    Example:
+        >>> drift_lines(report["drift"])
+        ["drift from the run's validation: class prior shift 0.083, ..."]
+    """
     if "class_prior_shift" not in drift:
         return []
     return [f"drift from the run's validation: class prior shift {drift['class_prior_shift']:.3f}, "

@@ -6,8 +6,10 @@ from tfft.modalities.image.pipeline import IMAGE_EXTENSIONS, image_datasets
 from tfft.data.sources import class_weights, list_class_folders, read_manifest, stratified_split
 from tfft.modalities.audio.demo import KEYWORDS_A, KEYWORDS_B, make_keyword_set
 from tfft.modalities.image.demo import SYNTHETIC_MRI_CLASSES, make_synthetic_mri
+from tfft.modalities.text.contract_entities import contract_entity_splits, make_contract_entities
 from tfft.modalities.text.demo import SUPPORT_TICKET_CLASSES, make_support_tickets, support_ticket_splits
 from tfft.modalities.text.pipeline import TEXT_EXTENSIONS, text_datasets
+from tfft.modalities.text.token_pipeline import token_datasets
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -21,9 +23,11 @@ __all__ = [
     "TEXT_EXTENSIONS",
     "audio_datasets",
     "class_weights",
+    "contract_entity_splits",
     "image_datasets",
     "list_class_folders",
     "log_mel",
+    "make_contract_entities",
     "make_keyword_set",
     "make_support_tickets",
     "make_synthetic_mri",
@@ -32,4 +36,5 @@ __all__ = [
     "stratified_split",
     "support_ticket_splits",
     "text_datasets",
+    "token_datasets",
 ]

@@ -113,7 +113,15 @@ class WordAligner(tf.Module):
 
 def check_wordpiece(preprocessor, name):
     """Raise a `DataError` unless token classification can align tags with `preprocessor`'s
-    tokenizer (a WordPiece one); `name` is `backbone.name`, for the message."""
+    tokenizer (a WordPiece one).
+
+    Args:
+        preprocessor: a keras-hub text classifier preprocessor.
+        name: `backbone.name`, for the message.
+
+    Example:
+        >>> check_wordpiece(roberta_preprocessor, "roberta")   # DataError: ... not WordPiece
+    """
     reason = unsupported(preprocessor)
     if reason:
         raise DataError(f"data.task='tokens' aligns tags to WordPiece pieces in core TensorFlow ops, so it needs a "

@@ -44,7 +44,15 @@ def parse_tag(tag):
 
 
 def check_tags(tags, where):
-    """Raise a `DataError` naming `where` unless every tag of `tags` is IOB2."""
+    """Raise a `DataError` naming `where` unless every tag of `tags` is IOB2.
+
+    Args:
+        tags: the tags of one line or sentence.
+        where: the file and line, as the message names them.
+
+    Example:
+        >>> check_tags(["B-PER", "E-PER"], "train.conll, line 3")   # DataError: 'E-PER' is not ...
+    """
     for number, tag in enumerate(tags, 1):
         if not isinstance(tag, str):
             raise DataError(f"{where}: tag {number} is not a string; tags are O, B-TYPE or I-TYPE. "
@@ -97,12 +105,22 @@ def repair(tags):
 
 
 def tag_names(types):
-    """The tag set of `types`: `O`, then `B-` and `I-` of each type in sorted order."""
+    """The tag set of `types`: `O`, then `B-` and `I-` of each type in sorted order.
+
+    Example:
+        >>> tag_names({"PER"})
+        ['O', 'B-PER', 'I-PER']
+    """
     return [OUTSIDE] + [f"{prefix}-{kind}" for kind in sorted(types) for prefix in ("B", "I")]
 
 
 def types_of(tag_names_):
-    """The entity types of a tag set, in its order."""
+    """The entity types of a tag set, in its order.
+
+    Example:
+        >>> types_of(["O", "B-DATE", "I-DATE", "B-PER", "I-PER"])
+        ['DATE', 'PER']
+    """
     return list(dict.fromkeys(parse_tag(tag)[1] for tag in tag_names_ if tag != OUTSIDE))
 
 

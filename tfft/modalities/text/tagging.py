@@ -107,6 +107,10 @@ def sentence_tags(labels, logits, sentences, class_names):
     Returns:
         `(true, predicted, probabilities)`: two lists of tag-name lists, and `[seen words,
         tags]` softmax rows of every seen word, sentence after sentence.
+
+    Example:
+        >>> true, predicted, _ = sentence_tags(labels, logits, datasets.items["validation"], datasets.class_names)
+        >>> entity_report(true, predicted)["f1"]
     """
     outside = list(class_names).index(OUTSIDE)
     true, predicted, rows = [], [], []
@@ -252,6 +256,16 @@ def entity_metrics(true, predicted, probabilities, class_names, labels):
       the model sees);
     - `num_examples` (sentences), `cut_words` (words past `sequence_length`, counted as `O`)
       and `cut_entities` (true entities with a word among them).
+
+    Args:
+        true: per sentence, the true tags of every word.
+        predicted: per sentence, the predicted tags (`O` for a word past the sequence).
+        probabilities: `[seen words, tags]` softmax rows (for the calibration).
+        class_names: the tags.
+        labels: `[n, sequence_length]` labels (-1 where untagged): which words were seen.
+
+    Example:
+        >>> report = entity_metrics(*sentence_tags(labels, logits, sentences, tags), tags, labels)
     """
     entities = entity_report(true, predicted)
     index = {name: i for i, name in enumerate(class_names)}

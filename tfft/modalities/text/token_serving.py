@@ -35,6 +35,10 @@ def token_serving(preprocessor, name):
     Args:
         preprocessor: the run's keras-hub WordPiece preprocessor.
         name: `backbone.name`, for the error when the tokenizer is not WordPiece.
+
+    Example:
+        >>> serving = token_serving(backbone.preprocess, "minilm-l6")
+        >>> serving.features(tf.constant(["Acme pays"]))["position"]
     """
     from tfft.export import Serving
 
@@ -50,8 +54,17 @@ def token_serving(preprocessor, name):
 
 
 def entity_outputs(model, class_names):
-    """`features -> {entity_start, ...}` (see the module docstring) for `model`, whose
-    logits are `[n, sequence_length, len(class_names)]` over the IOB2 tags `class_names`."""
+    """`features -> {entity_start, ...}` (see the module docstring).
+
+    Args:
+        model: a Keras model from the encoder's inputs to tag logits
+            `[n, sequence_length, len(class_names)]`.
+        class_names: the IOB2 tags, in the model's order.
+
+    Example:
+        >>> outputs = entity_outputs(model, ["O", "B-DATE", "I-DATE"])
+        >>> outputs(serving.features(tf.constant(["due on 1 May 2024"])))["entity_text"]
+    """
     parsed = [parse_tag(tag) for tag in class_names]
     types = list(dict.fromkeys(kind for _, kind in parsed if kind is not None))
     kinds = tf.constant([0 if kind is None else types.index(kind) + 1 for _, kind in parsed], tf.int32)

@@ -117,7 +117,12 @@ def read_tagged_jsonl(path, tokens_column="tokens", tags_column="tags"):
 
 
 def read_tagged(path, tokens_column="tokens", tags_column="tags"):
-    """`read_tagged_jsonl` for a `.jsonl` / `.json` file, else `read_conll`."""
+    """`read_tagged_jsonl` for a `.jsonl` / `.json` file, else `read_conll`.
+
+    Example:
+        >>> read_tagged("dev.conll") == read_conll("dev.conll")
+        True
+    """
     if str(path).lower().endswith((".jsonl", ".json")):
         return read_tagged_jsonl(path, tokens_column, tags_column)
     return read_conll(path)
