@@ -275,6 +275,7 @@ def export(run_dir, export_format, out):
 def predict(source, inputs, k, output_format):
     """Predict the classes of INPUT files and folders with a run's model or an export (for a
     token-classification run: the entities in each text)."""
+    from tfft import tasks
     from tfft.predict import predict as run_predict
 
     bars = []
@@ -283,8 +284,6 @@ def predict(source, inputs, k, output_format):
         if not bars:
             bars.append(click.progressbar(length=total, label="predicting", file=sys.stderr))
         bars[0].update(done - bars[0].pos)
-
-    from tfft import tasks
 
     rows = run_predict(source, inputs, k=k, progress=progress if sys.stderr.isatty() else None)
     if bars:

@@ -5,7 +5,8 @@ images), runs the preprocessing of the run's validation pipeline and the model, 
 `probabilities` `[n, classes]`, `top_classes` `[n, k]` (indices, best first) and
 `top_names` `[n, k]` (their class names); `labels.txt` beside it lists the classes, one per
 line, in index order. What it returns is the task's (`Task.serving_outputs`): a text run
-with `data.task="tokens"` returns entity spans on the raw text instead. It loads with TensorFlow alone (`tf.saved_model.load`, TF Serving).
+with `data.task="tokens"` returns entity spans on the raw text instead. It loads with
+TensorFlow alone (`tf.saved_model.load`, TF Serving).
 TFLite takes the modality's numeric input (RGB pixels at the training size for images) and
 returns the probabilities.
 
