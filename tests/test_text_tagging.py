@@ -143,7 +143,6 @@ def test_export_and_predict_give_the_models_entity_spans_on_raw_text(run):
     served = tf.saved_model.load(str(run.root / "run" / "export" / "saved_model")).signatures["serving_default"](
         text=tf.constant(texts))
     # The model's own tags on the validation pipeline's inputs, read as entities in Python.
-    from tfft.testing import run_probabilities  # noqa: F401  (the pipeline a run's evaluation uses)
     from tfft.evaluate_run import labelled_datasets
     from tfft.recipe import recipe_from_run
 
@@ -151,10 +150,11 @@ def test_export_and_predict_give_the_models_entity_spans_on_raw_text(run):
                                  os.path.join(run.folder, "contracts_test.conll"))
     model = keras.models.load_model(str(run.root / "run" / "model.keras"))
     tags = datasets.class_names
-    for row, (x, y) in enumerate(datasets.validation.unbatch().batch(1)):
-        logits = model.predict(x, verbose=0)[0]
+    logits = model.predict(datasets.validation, verbose=0)
+    labels = np.concatenate([y.numpy() for _, y in datasets.validation])
+    for row in range(len(texts)):
         words = texts[row].split(" ")
-        guessed = [tags[i] for i in logits[y.numpy()[0] >= 0].argmax(-1)]
+        guessed = [tags[i] for i in logits[row][labels[row] >= 0].argmax(-1)]
         offsets = np.cumsum([0] + [len(w) + 1 for w in words])
         expected = [(texts[row][offsets[a]:offsets[b - 1] + len(words[b - 1])], kind) for kind, a, b in spans(guessed)]
         count = int(served["entity_count"][row])
