@@ -282,7 +282,8 @@ def per_class_table(report, key="per_class", label="class"):
     width = max([len(label)] + [len(n) for n in report[key]])
     lines = [f"{label:<{width}}  precision  recall     f1  support"]
     for name, row in report[key].items():
-        lines.append(f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:5.4f}  {row['support']:7d}")
+        lines.append(f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:5.4f}  "
+                     f"{row['support']:7d}")
     total = report.get("num_entities", report["num_examples"]) if key == "per_entity" else report["num_examples"]
     lines.append(f"{'macro':<{width}}  {report['macro_precision']:9.4f}  {report['macro_recall']:6.4f}  "
                  f"{report['macro_f1']:5.4f}  {total:7d}")

@@ -14,11 +14,12 @@ Each sentence is a contract-like template (a payment, a term, a jurisdiction cla
 judgment, a signature line) filled with entities; a few templates hold none, and some use
 look-alikes that are not entities (`each Party`, `court fees`, `thirty (30) days`). The
 templates and the pools of company stems and suffixes, first and last names, kinds of court,
-places and courts' own names are split three ways, as the support tickets' phrases are (`tfft.modalities.text.demo`): some
-only for training, some only for the test sentences, a few for both; the date and amount
-formats are shared. Test sentences therefore say the same kinds of things in other words
-and name parties and courts the training sentences never show: a tagger must read the
-context, not remember names.
+places and courts' own names are split three ways, as the support tickets' phrases are
+(`tfft.modalities.text.demo`): some only for training, some only for the test sentences, a
+few for both; the date and amount formats are shared, and each split has its own sentences
+without entities. Test sentences therefore say the same kinds of things in other words and
+name parties and courts the training sentences never show: a tagger must read the context,
+not remember names.
 
 Words are split as a WordPiece tokenizer splits text (at whitespace, and every punctuation
 mark a word of its own), so each word is one word of the exported model on raw text; the
@@ -189,8 +190,8 @@ def _value(slot, rng, split):
     if rng.random() < 0.2:
         return "", _pick(rng, _split_pool(_COURT_NAMES, split)), "COURT"
     shape = _pick(rng, _COURT_SHAPES)
-    return "", shape.format(k=_pick(rng, _split_pool(_COURT_KINDS, split)), p=_pick(rng, _split_pool(_PLACES, split))), \
-        "COURT"
+    kind, place = _pick(rng, _split_pool(_COURT_KINDS, split)), _pick(rng, _split_pool(_PLACES, split))
+    return "", shape.format(k=kind, p=place), "COURT"
 
 
 def is_punctuation(character):
