@@ -254,7 +254,8 @@ def _text_config(*overrides):
 def test_data_synthetic_names_each_set(name, per_class, classes, tmp_path, monkeypatch):
     monkeypatch.setenv("TFFT_CACHE", str(tmp_path))
     text = modalities.get("text")
-    assert set(text.synthetic_sets) == {"tickets", "contract_clauses", "financial_news"}
+    assert set(text.synthetic_sets(_text_config())) == {"tickets", "contract_clauses", "financial_news"}
+    assert text.synthetic_sets(_text_config("data.task='tokens'")) == ("contracts",)
 
     sources = text.demo_set(_text_config(f"data.synthetic='{name}'", "data.synthetic_per_class=2"), None)
     folder = {"tickets": "support_tickets"}.get(name, name)

@@ -223,10 +223,7 @@ def tune(recipe_path, overrides, trials, oracle, steps, out_dir, overwrite, demo
 
 def _report(metrics, trainer):
     logdir = os.path.join(trainer.out_dir, "tensorboard")
-    click.echo(
-        f"validation accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
-        f"on {metrics['num_examples']} examples"
-    )
+    click.echo(trainer.data_task.summary(metrics))
     if not trainer.is_chief:
         click.echo(f"{trainer.task}: done; the chief wrote the run directory")
         return
@@ -245,18 +242,11 @@ def _report(metrics, trainer):
 def evaluate(run_dir, data, name):
     """Score RUN's model on labelled data: metrics, confusion matrix, calibration and drift
     against the run's validation, in RUN/evaluations/NAME/ and TensorBoard."""
-    from tfft.evaluate_run import evaluate_run, evaluation_name, per_class_table
+    from tfft.evaluate_run import evaluate_run, evaluation_lines, evaluation_name
 
     report = evaluate_run(run_dir, data, name=name)
-    for line in per_class_table(report):
+    for line in evaluation_lines(report):
         click.echo(line)
-    drift = report["drift"]
-    click.echo(f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f} "
-               f"on {report['num_examples']} examples")
-    if "class_prior_shift" in drift:
-        click.echo(f"drift from the run's validation: class prior shift {drift['class_prior_shift']:.3f}, "
-                   f"mean confidence {drift['mean_confidence_change']:+.3f}, "
-                   f"low-confidence share {drift['low_confidence_share_change']:+.3f}")
     click.echo(f"wrote {os.path.join(run_dir, 'evaluations', name or evaluation_name(data))}")
 
 
@@ -285,10 +275,9 @@ def export(run_dir, export_format, out):
               show_default=True)
 @_user_errors
 def predict(source, inputs, k, output_format):
-    """Predict the classes of INPUT files and folders with a run's model or an export."""
-    import csv
-    import json
-
+    """Predict the classes of INPUT files and folders with a run's model or an export (for a
+    token-classification run: the entities in each text)."""
+    from tfft import tasks
     from tfft.predict import predict as run_predict
 
     bars = []
@@ -301,18 +290,8 @@ def predict(source, inputs, k, output_format):
     rows = run_predict(source, inputs, k=k, progress=progress if sys.stderr.isatty() else None)
     if bars:
         bars[0].render_finish()
-    if output_format == "jsonl":
-        for row in rows:
-            click.echo(json.dumps(dict(input=row["input"], top=[dict(label=c, probability=p) for c, p in row["top"]])))
-    elif output_format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["input"] + [f"{what}_{i}" for i in range(1, k + 1) for what in ("label", "probability")])
-        for row in rows:
-            writer.writerow([row["input"]] + [v for c, p in row["top"] for v in (c, f"{p:.6f}")])
-    else:
-        width = max(len(row["input"]) for row in rows)
-        for row in rows:
-            click.echo(f"{row['input']:<{width}}  " + "  ".join(f"{c} {p:.4f}" for c, p in row["top"]))
+    for line in tasks.of_rows(rows).row_lines(rows, output_format, k):
+        click.echo(line)
 
 
 @main.command("check-data")

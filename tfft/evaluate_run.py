@@ -47,6 +47,7 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
     import keras
 
     import tfft  # noqa: F401  (registers tfft's layers for text models)
+    from tfft import tasks
     from tfft.model_file import read_metadata
     from tfft.recipe import recipe_from_run
 
@@ -67,18 +68,9 @@ def evaluate_run(run_dir, data, name=None, batch_size=None, verbose=0):
     unknown = [c for c in datasets.class_names if c not in run_classes]
     if unknown:
         raise DataError(f"{data} holds labels the run was not trained on: {unknown}. The run's classes: {run_classes}")
-    to_run = np.array([run_classes.index(c) for c in datasets.class_names])
     model = keras.models.load_model(model_path)
     labels, logits = evaluation.predict_outputs(model, datasets.validation)
-    y_true = to_run[labels.reshape(-1).astype("int64")]
-    probabilities = evaluation.softmax(logits)
-    report = evaluation.classification_report(y_true, probabilities.argmax(axis=-1), run_classes)
-    calibration = evaluation.calibration(y_true, probabilities)
-    report["ece"] = calibration["ece"]
-    report["reliability"] = calibration["bins"]
-    current = evaluation.prediction_profile(probabilities, run_classes)
-    report["drift"] = (evaluation.drift(trained["reference"], current) if "reference" in trained else
-                       dict(current=current, note="the run's metrics.json holds no validation reference"))
+    report = tasks.of(recipe.data).evaluation(labels, logits, datasets, run_classes, trained)
     report["data"] = str(data)
     report["split"] = "evaluation"
     name = name or evaluation_name(data)
@@ -110,7 +102,7 @@ def _data_config(config, data, batch_size):
     `tfds:NAME:SPLIT` (or `tfds:NAME`, the `test` split) names a TFDS split."""
     from tfft.modalities import get
 
-    sources = dict(path=None, manifest=None, jsonl=None, tfds=None)
+    sources = dict.fromkeys(("path", "manifest", "tfds") + tuple(get(config.kind).sources))
     if str(data).startswith("tfds:"):
         # NAME may carry a version (`mnist:3.0.1`), SPLIT a slice (`test[:50%]`).
         match = re.fullmatch(r"tfds:(?P<name>[^:\[]+(?::\d[\w.*]*)?)(?::(?P<split>.+))?", str(data))
@@ -130,6 +122,13 @@ def _data_config(config, data, batch_size):
     return dataclasses.replace(config, **changes)
 
 
+def evaluation_lines(report):
+    """What `tfft evaluate` prints of `report`: the task's table and summary lines."""
+    from tfft import tasks
+
+    return tasks.get(report.get("task", "classify")).evaluation_lines(report)
+
+
 def _write(out, report, run_dir, name):
     import tensorflow as tf
 
@@ -143,16 +142,5 @@ def _write(out, report, run_dir, name):
         tf.io.write_file(os.path.join(out, file), tf.io.encode_png(image))
     evaluation.write_json(os.path.join(out, "metrics.json"), report)
     logger = TensorBoardLogger(os.path.join(run_dir, "tensorboard"))
-    logger.log_evaluation(f"evaluation-{name}", report, confusion, reliability, "\n".join(per_class_table(report)))
+    logger.log_evaluation(f"evaluation-{name}", report, confusion, reliability, "\n".join(evaluation_lines(report)))
     logger.close()
-
-
-def per_class_table(report):
-    """The per-class precision, recall, F1 and support as aligned text lines."""
-    width = max([len("class")] + [len(n) for n in report["per_class"]])
-    lines = [f"{'class':<{width}}  precision  recall     f1  support"]
-    for cls, row in report["per_class"].items():
-        lines.append(f"{cls:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:5.4f}  {row['support']:7d}")
-    lines.append(f"{'macro':<{width}}  {report['macro_precision']:9.4f}  {report['macro_recall']:6.4f}  "
-                 f"{report['macro_f1']:5.4f}  {report['num_examples']:7d}")
-    return lines

@@ -160,11 +160,11 @@ def predict_outputs(model, dataset):
         # `predict`, not `predict_on_batch` per batch: under MirroredStrategy the latter returns
         # every replica's outputs for the whole batch (twice as many rows on two replicas).
         outputs = np.asarray(model.predict(dataset, verbose=0))
-    if outputs.ndim != 2 or outputs.shape[1] < 2:
+    if outputs.ndim < 2 or outputs.shape[-1] < 2:
         raise TfftError(
             "The model must output one score per class, shape [batch, num_classes] "
-            "with num_classes >= 2 (use a `Dense(num_classes)` head). "
-            f"Received: output shape {outputs.shape}"
+            "(or [batch, tokens, num_classes] for tags) with num_classes >= 2 (use a "
+            f"`Dense(num_classes)` head). Received: output shape {outputs.shape}"
         )
     return np.concatenate(label_batches, axis=0), outputs
 

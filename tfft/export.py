@@ -4,7 +4,9 @@ The SavedModel's `serving_default` takes what a user has (encoded image bytes, f
 images), runs the preprocessing of the run's validation pipeline and the model, and returns
 `probabilities` `[n, classes]`, `top_classes` `[n, k]` (indices, best first) and
 `top_names` `[n, k]` (their class names); `labels.txt` beside it lists the classes, one per
-line, in index order. It loads with TensorFlow alone (`tf.saved_model.load`, TF Serving).
+line, in index order. What it returns is the task's (`Task.serving_outputs`): a text run
+with `data.task="tokens"` returns entity spans on the raw text instead. It loads with
+TensorFlow alone (`tf.saved_model.load`, TF Serving).
 TFLite takes the modality's numeric input (RGB pixels at the training size for images) and
 returns the probabilities.
 
@@ -72,9 +74,11 @@ def export_run(run_dir, format="saved_model", out=None, verbose=0):
 
     if format not in FORMATS:
         raise TfftError(f"Unknown export format. Expected one of {list(FORMATS)}. Received: --format {format}")
+    from tfft import tasks
+
     recipe, serving, model, class_names = load_run_serving(run_dir)
     run_dir = os.path.expanduser(str(run_dir))
-    outputs = output_function(model, class_names)
+    outputs = tasks.of(recipe.data).serving_outputs(model, class_names)
 
     if format == "saved_model":
         out = out or os.path.join(run_dir, "export", "saved_model")

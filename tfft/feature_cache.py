@@ -169,7 +169,7 @@ def build(trainer, directory=None, current=None, verbose=0):
         return current
     head = keras.Model(tensor, model.outputs, name="tfft_head")
     prefix = keras.Model(model.inputs, tensor, name="tfft_prefix")
-    shape = tuple(int(d) for d in tensor.shape[1:])
+    shape = _feature_shape(prefix, tensor, trainer.datasets)
     size = trainer.datasets.num_train * int(np.prod(shape)) * 4
     path = os.path.join(directory, rundir.FEATURES, key) if directory and size > MEMORY_LIMIT else None
     if path is not None and os.path.isfile(path + ".labels.npy"):
@@ -186,6 +186,16 @@ def build(trainer, directory=None, current=None, verbose=0):
         print(f"computed the frozen backbone's outputs for the {len(cache.labels)} training examples once "
               f"({size / 1e6:.1f} MB {where}): the head trains on them", flush=True)
     return cache
+
+
+def _feature_shape(prefix, tensor, datasets):
+    """The shape of one example's features. An axis the graph leaves open (a text
+    encoder's sequence axis) is the data's: the prefix's output on the examples' shapes."""
+    if None not in tensor.shape[1:]:
+        return tuple(int(d) for d in tensor.shape[1:])
+    spec = datasets.in_order().element_spec[0]
+    inputs = keras.tree.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype.name), spec)
+    return tuple(int(d) for d in prefix.compute_output_spec(inputs).shape[1:])
 
 
 def _compute(run, batches, count, shape, path):

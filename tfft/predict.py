@@ -37,11 +37,12 @@ def predict(source, inputs, k=3, batch_size=BATCH, progress=None, stdin=None):
         stdin: the stream `-` reads (default `sys.stdin`).
 
     Returns:
-        `[{"input": name, "top": [(class_name, probability), ...]}, ...]`.
+        `[{"input": name, "top": [(class_name, probability), ...]}, ...]` (the task's rows,
+        `Task.rows`: for tags `{"input", "entities", "cut_words"}`).
     """
     import tensorflow as tf
 
-    from tfft import modalities
+    from tfft import modalities, tasks
 
     if is_export(source):
         loaded = tf.saved_model.load(os.path.expanduser(str(source)))
@@ -51,14 +52,16 @@ def predict(source, inputs, k=3, batch_size=BATCH, progress=None, stdin=None):
         if spec.dtype != tf.string or not kinds:
             raise TfftError(f"{source} is not a tfft export: its serving signature takes '{argument}'.")
         modality, recipe = modalities.get(kinds[0]), None
+        task = tasks.of_outputs(served.structured_outputs)
         call = lambda batch: served(**{argument: batch})  # noqa: E731
     else:
-        from tfft.export import load_run_serving, output_function
+        from tfft.export import load_run_serving
 
         recipe, serving, model, class_names = load_run_serving(source)
-        modality = modalities.get(recipe.data.kind)
+        modality, task = modalities.get(recipe.data.kind), tasks.of(recipe.data)
         features = serving.file_features or serving.features
-        call = tf.function(lambda batch: output_function(model, class_names, k=max(k, 1))(features(batch)))
+        outputs = task.serving_outputs(model, class_names, k=max(k, 1))
+        call = tf.function(lambda batch: outputs(features(batch)))
     names, values = modality.collect_inputs(inputs, recipe, stdin)
     if not names:
         raise DataError("No inputs given.")
@@ -70,10 +73,7 @@ def predict(source, inputs, k=3, batch_size=BATCH, progress=None, stdin=None):
             out = call(batch)
         except tf.errors.InvalidArgumentError as error:
             raise DataError(f"Cannot read one of {shown[0]} ... {shown[-1]}: {error.message.splitlines()[0]}") from None
-        probabilities = out["probabilities"].numpy()
-        labels = [[n.decode("utf-8") for n in row] for row in out["top_names"].numpy()]
-        for name, p, top, label in zip(shown, probabilities, out["top_classes"].numpy(), labels):
-            rows.append(dict(input=name, top=[(label[j], float(p[top[j]])) for j in range(min(k, len(top)))]))
+        rows += task.rows(shown, {key: value.numpy() for key, value in out.items()}, k)
         if progress is not None and len(names) > batch_size:
             progress(len(rows), len(names))
     return rows

@@ -291,11 +291,12 @@ class StageLoop:
                 batchnorm[:] = result
 
         cache = self._feature_cache
+        scores = self.data_task.validation_scores(self.datasets)
         if cache is not None and not precise:
             return Validation(cache.validation(self.datasets), self.build_loss(), self.datasets.multi_label,
-                              skip=skip, scorer=cache.head)
+                              skip=skip, scorer=cache.head, scores=scores)
         return Validation(self.datasets.validation, self.build_loss(), self.datasets.multi_label,
-                          before=recompute if precise else None, skip=skip)
+                          before=recompute if precise else None, skip=skip, scores=scores)
 
     def _validate_now(self, stage, logs):
         """The validation due at the current step, as the end of a `fit` epoch runs it:

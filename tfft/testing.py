@@ -263,6 +263,38 @@ class BlobTrainer(Trainer):
                               seed=self.recipe.data.seed, holdout=self.recipe.data.holdout)
 
 
+def write_tiny_bert(directory, texts, sequence_length=32, hidden=16, layers=2, seed=0):
+    """Save a tiny random BERT (two layers, 16 wide) with a WordPiece vocabulary of the
+    lowercased words of `texts` and of their characters (plain and `##`), as a keras-hub
+    preset: a text encoder for tests, named by its folder (`backbone.name=DIRECTORY`).
+
+    Returns:
+        The folder.
+
+    Example:
+        >>> write_tiny_bert(tmp_path / "bert", ["Acme Ltd shall pay EUR 500."])
+    """
+    import keras_hub
+
+    from tfft.modalities.text.contract_entities import words_of
+
+    words = [word.lower() for text in texts for word, _, _ in words_of(text)]
+    characters = sorted({c for word in words for c in word})
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(dict.fromkeys(
+        sorted(set(words)) + characters + ["##" + c for c in characters]))
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), num_layers=layers, num_heads=2,
+                                             hidden_dim=hidden, intermediate_dim=2 * hidden,
+                                             max_sequence_length=max(64, sequence_length))
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    directory = str(directory)
+    backbone.save_to_preset(directory)
+    tokenizer.save_to_preset(directory)
+    keras_hub.models.BertTextClassifierPreprocessor(tokenizer=tokenizer, sequence_length=sequence_length) \
+        .save_to_preset(directory)
+    return directory
+
+
 def run_probabilities(run_dir, data):
     """`(examples, probabilities)` of a finished run's `model.keras` on labelled `data`
     through the run's own pipeline (what `tfft evaluate` scores): the reference an export

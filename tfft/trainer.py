@@ -209,21 +209,11 @@ class Trainer(StageLoop):
     def build_head(self, features):
         """Return the head's output logits for the backbone's `features` (a symbolic tensor).
 
-        The default pools 4D features (`head.pooling`), applies dropout and an optional
-        hidden layer, and ends in a float32 `Dense(num_classes)` (logits).
+        The default is the task's (`tfft.tasks`): for classification it pools 4D features
+        (`head.pooling`), applies dropout and an optional hidden layer, and ends in a
+        float32 `Dense(num_classes)` (logits); for `data.task="tokens"`, the same per token.
         """
-        config = self.recipe.head
-        x = features
-        if len(x.shape) == 4:
-            pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
-            if config.pooling not in pool:
-                raise TfftError(f"head.pooling must be 'avg' or 'max'. Received: head.pooling={config.pooling!r}")
-            x = pool[config.pooling](name="head_pool")(x)
-        if config.hidden:
-            x = keras.layers.Dense(config.hidden, activation="relu", name="head_hidden")(x)
-        if config.dropout:
-            x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
-        return keras.layers.Dense(self.num_classes, dtype="float32", name="head_logits")(x)
+        return self.data_task.build_head(features, self.recipe.head, self.num_classes)
 
     def build_model(self, backbone_model):
         """Return the whole classifier: the backbone, nested, followed by `build_head`."""
@@ -247,21 +237,13 @@ class Trainer(StageLoop):
         return make_optimizer(config.optimizer, 1e-3 if lr == FIND else lr, weight_decay=config.weight_decay)
 
     def build_loss(self):
-        """Return the loss: cross-entropy on logits (a sigmoid per class when multi-label)."""
-        smoothing = self.recipe.train.label_smoothing
-        if self.datasets.multi_label:
-            return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=smoothing)
-        if smoothing:
-            return _SmoothedSparseCrossentropy(self.num_classes, smoothing)
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        """Return the loss: cross-entropy on logits (a sigmoid per class when multi-label;
+        per token, ignoring the pieces that carry no tag, for `data.task="tokens"`)."""
+        return self.data_task.build_loss(self.datasets, self.recipe.train)
 
     def build_metrics(self):
         """Return the metrics compiled with the model."""
-        if self.datasets.multi_label:
-            # On logits, threshold 0 is probability 0.5. Per label, so not named "accuracy":
-            # the report's accuracy is the exact-match ratio.
-            return [keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)]
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        return self.data_task.build_metrics(self.datasets)
 
     def build_callbacks(self, stage, index):
         """Return extra Keras callbacks for stage `index` (default: none)."""
@@ -278,6 +260,13 @@ class Trainer(StageLoop):
     @property
     def num_classes(self):
         return self.datasets.num_classes
+
+    @property
+    def data_task(self):
+        """What the model predicts per example, as `data.task` says: a `tfft.tasks.Task`."""
+        from tfft import tasks
+
+        return tasks.of(self.recipe.data)
 
     def setup(self):
         """Build strategy, backbone, data, model, groups, schedule and optimizer.
@@ -776,21 +765,7 @@ class Trainer(StageLoop):
         return self._report(labels, logits)
 
     def _report(self, labels, logits):
-        names = self.datasets.class_names
-        if self.datasets.multi_label:
-            report = evaluation.multilabel_report(labels, logits, names)
-            truth, predicted = labels > 0.5, logits > 0.0
-            wrong = [(i, _names(names, truth[i]), _names(names, predicted[i]))
-                     for i in np.flatnonzero(np.any(truth != predicted, axis=1))]
-        else:
-            y_true, y_pred = labels.reshape(-1).astype("int64"), np.argmax(logits, axis=-1)
-            report = evaluation.classification_report(y_true, y_pred, names)
-            probabilities = evaluation.softmax(logits)
-            report["ece"] = evaluation.calibration(y_true, probabilities)["ece"]
-            # What `tfft evaluate` compares new data with, to report drift.
-            report["reference"] = evaluation.prediction_profile(probabilities, names)
-            wrong = [(i, names[y_true[i]], names[y_pred[i]]) for i in np.flatnonzero(y_true != y_pred)]
-        return report, wrong
+        return self.data_task.report(labels, logits, self.datasets)
 
     def log_misclassified(self, stage, wrong, limit=8):
         """Show misclassified validation examples in TensorBoard at a stage's end.
@@ -822,7 +797,8 @@ class Trainer(StageLoop):
             load_checkpoint(self.store.best_directory, self.model, self.optimizer)
             with np.load(os.path.join(self.store.best_directory, "scores.npz")) as scores:
                 report = self._report(scores["labels"], scores["logits"])[0]
-            report["last"] = {k: last[k] for k in ("accuracy", "macro_f1", "num_examples") if k in last}
+            keys = dict.fromkeys(("accuracy", "macro_f1", "num_examples", self.data_task.headline))
+            report["last"] = {k: last[k] for k in keys if k in last}
         report["split"] = "validation"
         report["stages"] = history
         if best is not None:
@@ -876,6 +852,7 @@ class Trainer(StageLoop):
         shape = self.backbone.model.input_shape
         return dict(
             modality=self.recipe.data.kind,
+            task=self.data_task.name,
             class_names=list(self.datasets.class_names),
             multi_label=bool(self.datasets.multi_label),
             backbone=self.backbone.name,
@@ -975,10 +952,6 @@ def batchnorm_layers_of(group):
     return [bn for layer in group.layers for bn in batchnorm_layers(layer)]
 
 
-def _names(class_names, flags):
-    return ", ".join(name for name, flag in zip(class_names, flags) if flag) or "(none)"
-
-
 def _default_run_dir(recipe):
     name = os.path.splitext(os.path.basename(recipe.source))[0] if recipe.source else "run"
     return os.path.join("runs", name)
@@ -990,15 +963,3 @@ def _write_png(path, image):
     with open(path, "wb") as file:
         file.write(tf.io.encode_png(image).numpy())
 
-
-class _SmoothedSparseCrossentropy(keras.losses.Loss):
-    """Cross-entropy on logits with label smoothing, for integer labels."""
-
-    def __init__(self, num_classes, smoothing, name="smoothed_crossentropy"):
-        super().__init__(name=name)
-        self.num_classes = num_classes
-        self.smoothing = smoothing
-
-    def call(self, y_true, y_pred):
-        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), self.num_classes)
-        return keras.losses.categorical_crossentropy(one_hot, y_pred, from_logits=True, label_smoothing=self.smoothing)

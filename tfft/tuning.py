@@ -47,7 +47,8 @@ class Candidate:
 
 @dataclasses.dataclass
 class TrialResult:
-    """How one candidate did on the held-out fold."""
+    """How one candidate did on the held-out fold: `accuracy` is the figure named `metric`,
+    the task's headline (`Task.headline`: accuracy; entity F1 for tags)."""
 
     name: str
     values: dict
@@ -55,6 +56,7 @@ class TrialResult:
     accuracy: float
     loss: float
     seconds: float
+    metric: str = "accuracy"
 
     @property
     def score(self):
@@ -123,8 +125,9 @@ def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDO
         if stage.lr == "find" and stage.name in trainer.range_tests:
             key = "schedule.lr" if stage.train == ("head",) else "schedule.finetune_lr"
             found[key] = trainer.range_tests[stage.name].suggestion
-    result = TrialResult("", dict(values), steps + swept, float(metrics["accuracy"]), float(loss),
-                         time.perf_counter() - start)
+    headline = trainer.data_task.headline
+    result = TrialResult("", dict(values), steps + swept, float(metrics[headline]), float(loss),
+                         time.perf_counter() - start, metric=headline)
     return result, found
 
 
@@ -340,7 +343,8 @@ def _describe(values):
 
 def results_table(results, winner):
     """The trials as a markdown table, best first."""
-    rows = ["| trial | values | steps | held-out accuracy | held-out loss | seconds |", "|---|---|---|---|---|---|"]
+    metric = results[0].metric if results else "accuracy"
+    rows = [f"| trial | values | steps | held-out {metric} | held-out loss | seconds |", "|---|---|---|---|---|---|"]
     for result in sorted(results, key=lambda r: -r.score):
         mark = " (chosen)" if result.name == winner else ""
         rows.append(f"| {result.name}{mark} | {_describe(result.values)} | {result.steps} | {result.accuracy:.4f} | "
@@ -358,6 +362,6 @@ def _log_trial(out_dir, result):
     values = flatten_hparams(result.values)
     with tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard", "held_out")).as_default():
         hparams_api.hparams(values, trial_id=result.name)
-        tf.summary.scalar("held_out/accuracy", result.accuracy, step=result.steps)
+        tf.summary.scalar(f"held_out/{result.metric}", result.accuracy, step=result.steps)
         if math.isfinite(result.loss):
             tf.summary.scalar("held_out/loss", result.loss, step=result.steps)

@@ -333,7 +333,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
             reliability: the reliability-diagram image.
             table: the per-class table, as text.
         """
-        scalars = {f"evaluation/{k}": report[k] for k in ("accuracy", "macro_f1", "ece") if k in report}
+        scalars = {f"evaluation/{k}": report[k] for k in ("accuracy", "entity_f1", "macro_f1", "ece") if k in report}
         drift = report.get("drift", {})
         scalars.update({f"drift/{k}": v for k, v in drift.items() if isinstance(v, float)})
         with self._writer(run).as_default(step=0):

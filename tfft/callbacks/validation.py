@@ -43,6 +43,8 @@ class Validation(keras.callbacks.Callback):
         scorer: optional `keras.Model` that predicts `dataset` in the callback's model's
             place: the head, on validation features computed once (`tfft.feature_cache`);
             the loss still adds the whole model's regularisation losses.
+        scores: optional function `(labels, logits) -> {name: value}` that replaces the
+            accuracy (`Task.validation_scores`: token accuracy and entity F1 for tags).
 
     Example:
         >>> validation = Validation(datasets.validation, keras.losses.SparseCategoricalCrossentropy(True))
@@ -51,7 +53,7 @@ class Validation(keras.callbacks.Callback):
         (120, 4)
     """
 
-    def __init__(self, dataset, loss, multi_label=False, before=None, skip=None, scorer=None):
+    def __init__(self, dataset, loss, multi_label=False, before=None, skip=None, scorer=None, scores=None):
         super().__init__()
         self.dataset = dataset
         self.loss = loss
@@ -59,13 +61,14 @@ class Validation(keras.callbacks.Callback):
         self.before = before
         self.skip = skip or (lambda: False)
         self.scorer = scorer
+        self.scores = scores
         self.last = None
 
     def score(self):
         """Predict the split once with the current weights; return `{name: value}`."""
         labels, logits = evaluation.predict_outputs(self.scorer or self.model, self.dataset)
         self.last = Scored(int(np.asarray(self.model.optimizer.iterations)), labels, logits)
-        return score_logits(labels, logits, self.loss, self.multi_label, self.model.losses)
+        return score_logits(labels, logits, self.loss, self.multi_label, self.model.losses, self.scores)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.skip():
@@ -77,9 +80,10 @@ class Validation(keras.callbacks.Callback):
             logs.update({f"val_{name}": value for name, value in values.items()})
 
 
-def score_logits(labels, logits, loss, multi_label=False, extra_losses=()):
+def score_logits(labels, logits, loss, multi_label=False, extra_losses=(), scores=None):
     """`{"loss": ..., "accuracy" or "binary_accuracy": ...}` of logits against labels, as
-    Keras's `evaluate` reports them (the loss includes the model's regularisation losses).
+    Keras's `evaluate` reports them (the loss includes the model's regularisation losses);
+    with `scores`, the loss and what `scores(labels, logits)` returns.
 
     Example:
         >>> score_logits(np.array([0, 1]), np.array([[2.0, 0.0], [0.0, 1.0]]),
@@ -88,6 +92,8 @@ def score_logits(labels, logits, loss, multi_label=False, extra_losses=()):
     """
     value = float(keras.ops.convert_to_numpy(loss(labels, logits.astype("float32"))))
     value += float(sum(float(keras.ops.convert_to_numpy(extra)) for extra in extra_losses))
+    if scores is not None:
+        return {"loss": value, **scores(labels, logits)}
     if multi_label:
         accuracy = float(np.mean((logits > 0.0) == (labels > 0.5)))
         return {"loss": value, "binary_accuracy": accuracy}

@@ -59,12 +59,13 @@ def recipe_keys(message):
 def _datasets(config, backbone, input_size, dry_run, verbose, statistics):
     modality = modalities.get(config.kind)
     sources = dict(path=config.path, manifest=config.manifest, validation_path=config.validation_path)
-    if all(getattr(config, key) is None for key in modality.sources):
+    keys = modality.source_keys(config)
+    if all(getattr(config, key) is None for key in keys):
         if config.synthetic is None:
             given = ", ".join(f"data.{key}=" + ("DIR" if key == "path" else "NAME" if key == "tfds" else "FILE")
-                              for key in modality.sources)
-            raise DataError(f"No {config.kind} data given: set one of {given}. Received: data.path=None")
-        names = modality.synthetic_sets
+                              for key in keys)
+            raise DataError(f"No {config.kind} data given: set one of {given}. Received: data.{keys[0]}=None")
+        names = modality.synthetic_sets(config)
         if config.synthetic not in names:
             built_in = f"one is '{names[0]}'" if len(names) == 1 else "ones are " + ", ".join(f"'{n}'" for n in names)
             raise DataError(f"Unknown synthetic data set for {config.kind} data: the built-in {built_in}. "

@@ -61,9 +61,19 @@ class Modality:
     strong_augment = None
     takes_applications = False
 
-    @property
-    def synthetic_sets(self):
-        """The names `data.synthetic` takes for this modality, `synthetic` first."""
+    def task(self, config):
+        """What a model of this modality predicts per example (`tfft.tasks`): one class
+        (or, multi-label, any number of classes) per example."""
+        from tfft import tasks
+
+        return tasks.get("classify")
+
+    def source_keys(self, config):
+        """The `data` keys that name a source for `config`'s task (default `sources`)."""
+        return self.sources
+
+    def synthetic_sets(self, config):
+        """The names `data.synthetic` takes for `config`'s task: its built-in demo sets."""
         return (self.synthetic,)
 
     def backbone_options(self, recipe):

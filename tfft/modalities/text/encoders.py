@@ -128,7 +128,8 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
         name: a short name (`"minilm-l6"`), a directory, a handle or a keras-hub preset.
         weights: `"pretrained"` (the preset's weights) or None (random initialisation).
         sequence_length: tokens per text after the preprocessor pads or truncates.
-        pooling: `"avg"` (masked mean of token vectors) or `"cls"` (the pooler's output).
+        pooling: `"avg"` (masked mean of token vectors), `"cls"` (the pooler's output), or
+            None: a vector per token, `[batch, sequence_length, hidden]` (to tag tokens).
         load_weights: False builds the architecture only (a dry run).
 
     Returns:
@@ -145,7 +146,7 @@ def build_text_encoder(name, weights="pretrained", sequence_length=128, pooling=
         raise BackboneError(
             f"A text encoder takes weights='pretrained' (the preset's) or None. Received: weights={weights!r}"
         )
-    if pooling not in POOLINGS:
+    if pooling is not None and pooling not in POOLINGS:
         raise BackboneError(f"Text pooling must be one of {list(POOLINGS)}. Received: pooling={pooling!r}")
     preset = resolve_preset(name)
     try:
@@ -212,7 +213,9 @@ def _pooled_model(encoder, pooling, pad_token_id):
     inputs = encoder.input
     outputs = encoder.output
     has_pooler = isinstance(outputs, dict) and "pooled_output" in outputs
-    if pooling == "cls" and has_pooler:
+    if pooling is None:
+        features = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+    elif pooling == "cls" and has_pooler:
         features = outputs["pooled_output"]
     else:
         sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs

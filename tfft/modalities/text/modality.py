@@ -1,5 +1,6 @@
 """Texts: class folders of `.txt` files, CSV and JSON-lines manifests, TFDS; keras-hub
-encoders; misclassified examples shown as a table of texts."""
+encoders; misclassified examples shown as a table of texts. With `data.task="tokens"`, a
+tag per word (token classification, `tagging.py`) from CoNLL or JSON-lines files."""
 
 import os
 
@@ -14,17 +15,53 @@ DEMO_SETS = {
     "contract_clauses": ("tfft.modalities.text.contract_clauses:make_contract_clauses", "contract_clauses", 24),
     "financial_news": ("tfft.modalities.text.financial_news:make_financial_news", "financial_news", 64),
 }
+# The demo set of `data.task="tokens"`: contract sentences tagged with parties, dates,
+# amounts and courts (`contract_entities.py`), written as CoNLL files.
+TOKENS_DEMO = "contracts"
 
 
 class TextModality(Modality):
     name = "text"
-    sources = ("path", "manifest", "jsonl", "tfds")
+    sources = ("path", "manifest", "jsonl", "tfds", "conll")
     file_argument = "text"
     extensions = (".txt",)
     synthetic = "tickets"
-    synthetic_sets = tuple(DEMO_SETS)
+    # `data.task`: the source keys of its training data.
+    TASKS = {"classify": ("path", "manifest", "jsonl", "tfds"), "tokens": ("conll", "jsonl")}
+
+    def task(self, config):
+        """Classification, or token classification for `data.task="tokens"`; a key of the
+        other task is refused here, before anything is built."""
+        from tfft import tasks
+
+        if config.task not in self.TASKS:
+            raise DataError(f"data.task must be one of {list(self.TASKS)}. Received: data.task={config.task!r}")
+        if config.task == "tokens":
+            wrong = {"path": None, "manifest": None, "tfds": None, "multi_label": False, "label_delimiter": None,
+                     "class_weights": None}
+            for key, default in wrong.items():
+                if getattr(config, key) != default:
+                    raise DataError(f"data.{key} does not apply to data.task='tokens' (tagged sentences come from "
+                                    f"data.conll or data.jsonl, one tag per word). Received: data.{key}="
+                                    f"{getattr(config, key)!r}")
+        elif config.conll is not None:
+            raise DataError(f"data.conll holds tagged words, read by data.task='tokens'. Received: data.conll="
+                            f"{config.conll!r}, data.task={config.task!r}")
+        return tasks.get(config.task)
+
+    def source_keys(self, config):
+        self.task(config)
+        return self.TASKS[config.task]
+
+    def synthetic_sets(self, config):
+        return (TOKENS_DEMO,) if self.task(config).name == "tokens" else tuple(DEMO_SETS)
 
     def backbone_options(self, recipe):
+        if self.task(recipe.data).name == "tokens":
+            if recipe.head.pooling != "avg":
+                raise DataError(f"head.pooling does not apply to data.task='tokens': every token gets its tag. "
+                                f"Received: head.pooling={recipe.head.pooling!r}")
+            return dict(sequence_length=recipe.data.sequence_length, pooling=None)
         return dict(sequence_length=recipe.data.sequence_length, pooling=recipe.head.pooling)
 
     def build_backbone(self, name, weights="pretrained", input_size=224, family=None, load_weights=True,
@@ -42,6 +79,10 @@ class TextModality(Modality):
         from tfft.freezing import GroupRules
         from tfft.modalities.text.encoders import SHARED
 
+        if pooling is None:
+            raise BackboneError(f"data.task='tokens' fine-tunes a keras-hub encoder (a preset name or directory); "
+                                f"{backbone.source} is a .keras model, whose outputs are a head's. Received: "
+                                f"backbone.name={backbone.source!r}")
         preprocess = self.stored_preprocessing(backbone.source, sequence_length=sequence_length)
         if preprocess is None:
             raise BackboneError(f"{backbone.source} holds no tokenizer: a text backbone from a .keras file must be the "
@@ -71,8 +112,8 @@ class TextModality(Modality):
             return dict(manifest=path)
         if path.endswith((".jsonl", ".json")):
             return dict(jsonl=path)
-        raise DataError(f"tfft evaluate reads a class-per-folder tree, a CSV or a JSON-lines file for text data. "
-                        f"Received: {given}")
+        # Any other file is tagged words in CoNLL's layout (token classification runs).
+        return dict(conll=path)
 
     def collect_inputs(self, inputs, recipe=None, stdin=None):
         """Texts: `.txt` files (and folders of them), the `text_column` of CSV and JSON-lines
@@ -117,6 +158,23 @@ class TextModality(Modality):
         from tfft.modalities.text.pipeline import text_datasets
 
         self.resolve_augment(config.augment)
+        if self.task(config).name == "tokens":
+            from tfft.modalities.text.token_pipeline import token_datasets
+
+            return token_datasets(
+                conll=expand(sources.get("conll", config.conll)),
+                jsonl=expand(config.jsonl),
+                validation_path=expand(sources["validation_path"]),
+                validation_split=config.validation_split,
+                tokens_column=config.tokens_column,
+                tags_column=config.tags_column,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                preprocess=backbone.preprocess,
+                cache=expand(config.cache),
+                holdout=config.holdout,
+                encoder=getattr(backbone, "name", None),
+            )
         return text_datasets(
             path=expand(sources["path"]),
             csv=expand(sources["manifest"]),
@@ -144,6 +202,16 @@ class TextModality(Modality):
         from tfft.data.build import cache_dir, say_demo
 
         name = config.synthetic
+        if name == TOKENS_DEMO:
+            from tfft.modalities.text.contract_entities import TEST_FILE, TRAIN_FILE, make_contract_entities
+
+            per_type = config.synthetic_per_class or 75
+            directory = os.path.join(cache_dir(), f"contract_entities_{per_type}_seed{config.seed}")
+            say_demo(verbose, name, directory)
+            generated = make_contract_entities(directory, per_type=per_type, seed=config.seed)
+            # Its test sentences are phrased differently and name other parties: the validation.
+            return dict(conll=os.path.join(generated, TRAIN_FILE),
+                        validation_path=config.validation_path or os.path.join(generated, TEST_FILE))
         writer, folder, per_class = DEMO_SETS[name]
         module, function = writer.split(":")
         per_class = config.synthetic_per_class or per_class
@@ -158,8 +226,10 @@ class TextModality(Modality):
     def log_misclassified(self, logger, tag, raw, labels, total, config):
         from tfft.callbacks.examples import misclassified_header
 
-        rows = [f"| {_cell(text)} | {truth} | {guess} |" for text, (_, truth, guess) in zip(raw, labels)]
-        table = misclassified_header(labels, total) + "| text | true | predicted |\n|---|---|---|\n" + "\n".join(rows)
+        rows = [f"| {_cell(text)} | {_cell(truth)} | {_cell(guess)} |" for text, (_, truth, guess) in zip(raw, labels)]
+        header = ("| sentence | true entities | predicted entities |" if config.task == "tokens" else
+                  "| text | true | predicted |")
+        table = misclassified_header(labels, total) + header + "\n|---|---|---|\n" + "\n".join(rows)
         logger.log_examples(tag, text=table)
 
     def serving(self, recipe, backbone, metadata):
@@ -172,6 +242,10 @@ class TextModality(Modality):
         from tfft.export import Serving
         from tfft.modalities.text.serving import WordPieceGraph, unsupported
 
+        if self.task(recipe.data).name == "tokens":
+            from tfft.modalities.text.token_serving import token_serving
+
+            return token_serving(backbone.preprocess, recipe.backbone.name)
         preprocess = backbone.preprocess
         if not unsupported(preprocess):
             preprocess = WordPieceGraph(preprocess)
