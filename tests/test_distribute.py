@@ -1,11 +1,14 @@
 """`tfft/distribute.py`: the mixed-precision policy `"auto"` picks per device, and a run under
 `mixed_bfloat16` on CPU (what TPUs get): float32 variables, bfloat16 compute, float32 logits."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfft
 from tfft.distribute import mixed_precision_policy
 from tfft.errors import RecipeError
 from tfft.recipe import Recipe
@@ -111,6 +114,30 @@ def test_training_batches_have_static_shapes_over_several_replicas(tmp_path):
     assert trainer.steps_per_epoch == 3  # 30 // 8: the short last batch is dropped
     sizes = [int(x.shape[0]) for x, _ in trainer.datasets.train_stream(0).take(7)]
     assert sizes == [8] * 7
+
+
+def test_a_text_run_trains_on_two_mirrored_devices(tmp_path):
+    """Keras's first-batch build averages the batch over replicas, which a text batch's
+    boolean padding mask does not allow (`tfft.multi_worker.install_keras_fixes`)."""
+    import csv
+
+    from tfft.modalities.text.demo import make_support_tickets
+    from tfft.testing import write_tiny_bert
+
+    folder = make_support_tickets(str(tmp_path / "tickets"), per_class=4, test_per_class=2)
+    with open(os.path.join(folder, "tickets.csv"), newline="") as f:
+        bert = write_tiny_bert(tmp_path / "bert", [row["text"] for row in csv.DictReader(f)])
+    recipe = Recipe().with_overrides([
+        "data.kind='text'", f"data.manifest={os.path.join(folder, 'tickets.csv')!r}", f"backbone.name={bert!r}",
+        "data.sequence_length=32", "data.batch_size=8", "schedule.steps=6", "schedule.finetune_lr=1e-3",
+        "runtime.strategy='mirrored'", "runtime.devices=['/cpu:0', '/cpu:1']"])
+    trainer = tfft.Trainer(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    trainer.setup()
+    encoder = [np.array(v) for v in trainer.backbone.model.trainable_weights]
+    metrics = trainer.run()
+    assert trainer.strategy.num_replicas_in_sync == 2
+    assert [s["steps_run"] for s in metrics["stages"]] == [2, 4]
+    assert any(not np.array_equal(a, np.array(v)) for a, v in zip(encoder, trainer.backbone.model.trainable_weights))
 
 
 def test_each_replica_draws_its_own_dropout_mask():

@@ -7,6 +7,7 @@ predictions without TensorFlow; only `predict_labels` touches a model.
 import json
 import os
 import secrets
+import warnings
 
 import numpy as np
 
@@ -159,7 +160,11 @@ def predict_outputs(model, dataset):
     else:
         # `predict`, not `predict_on_batch` per batch: under MirroredStrategy the latter returns
         # every replica's outputs for the whole batch (twice as many rows on two replicas).
-        outputs = np.asarray(model.predict(dataset, verbose=0))
+        # There, a distributed dataset has no known length, and the end of this finite one
+        # draws Keras's "ran out of data" warning, which is meant for a short training stream.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            outputs = np.asarray(model.predict(dataset, verbose=0))
     if outputs.ndim < 2 or outputs.shape[-1] < 2:
         raise TfftError(
             "The model must output one score per class, shape [batch, num_classes] "

@@ -17,17 +17,22 @@ plain `model.fit` of a compiled model fails under `MultiWorkerMirroredStrategy`
 1. `TensorFlowTrainer._maybe_symbolic_build` reduces the first data batch with
    `strategy.reduce("MEAN", batch)` to learn its shapes. In multi-worker mode that reduction
    is a collective on eager `PerReplica` values and fails with `Attempt to convert a value
-   (PerReplica:...) ... to a Tensor`. Fixed by building on this worker's first replica's
-   slice of the batch: only its shapes matter.
+   (PerReplica:...) ... to a Tensor`. Under any strategy of several replicas, a mirrored
+   one on one host included, it also fails on a text batch, whose boolean padding mask
+   cannot be summed (`Value for attr 'T' of bool is not in the list of allowed values`,
+   from `AddN`). Fixed by building on this worker's first replica's slice of the batch: only
+   its shapes and dtypes matter.
 2. `reduce_per_replica(logs, strategy, "auto")` reduces each scalar log with
    `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar. The values a step
    returns are metric results already reduced over every replica of every worker (the
    workers log the very same loss and accuracy): fixed by taking this worker's first
    local value, as Keras does under TPUStrategy.
 
-Both replacements act only when the strategy is in multi-worker mode and hand every other
-case to the Keras functions they wrap. `tests/test_multi_worker.py` runs real workers and
-fails when they are removed.
+The fixes are installed for every strategy of several replicas (`install_keras_fixes`);
+the second acts in multi-worker mode only, the first wherever the batch is spread over
+replicas, and both hand every other case to the Keras functions they wrap.
+`tests/test_multi_worker.py` runs real workers, and `tests/test_distribute.py` a text run
+on two mirrored devices: each fails when the fixes are removed.
 """
 
 import dataclasses
@@ -178,8 +183,8 @@ def predict(model, dataset):
 
 
 def install_keras_fixes():
-    """Replace the two Keras functions that fail under a multi-worker strategy (see the
-    module docstring); idempotent."""
+    """Replace the two Keras functions that fail under a strategy of several replicas (see
+    the module docstring); idempotent."""
     global _installed
     if _installed:
         return
@@ -201,9 +206,10 @@ def install_keras_fixes():
         return keras_reduce(values, strategy, reduction)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # tensorflow/tensorflow#72388: build on this worker's slice of the first batch.
+        # tensorflow/tensorflow#72388, and a text batch's boolean mask that no strategy can
+        # average: build on this worker's first replica's slice of the first batch.
         strategy = self._distribute_strategy
-        if strategy is None or iterator is None or not in_multi_worker_mode(strategy):
+        if strategy is None or iterator is None or strategy.num_replicas_in_sync == 1:
             return keras_build(self, iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:
             data_batch = tree.map_structure(lambda v: first_local(v, strategy), next(batches))

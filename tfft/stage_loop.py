@@ -96,8 +96,9 @@ class StageLoop:
             try:
                 self._feature_cache = feature_cache.build(self, self.out_dir, previous, self.verbose)
             except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-                raise _data_error(error, self._unreadable_training_files(),
-                                  "while the frozen backbone's outputs were computed") from None
+                _raise_data_error(error, self._unreadable_training_files(),
+                                  "while the frozen backbone's outputs were computed")
+                raise
         models = [self.model] + ([self._feature_cache.head] if self._feature_cache else [])
         with self.strategy.scope():
             for model in models:
@@ -364,7 +365,8 @@ class StageLoop:
                     verbose=verbose,
                 )
             except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-                raise _data_error(error, self._unreadable_training_files()) from None
+                _raise_data_error(error, self._unreadable_training_files())
+                raise
             self._round += len(fit.epoch)
             history.update(fit.history or {})
             if model.stop_training and progress.done < stage.steps:
@@ -385,17 +387,22 @@ def _why_the_sweep_stopped(recorder, error):
     return f"{error} The sweep stopped {where}."
 
 
-def _data_error(error, unreadable=(), when="mid-epoch"):
-    """A file that fails to decode mid-epoch (when `data.verify` was off), or `when` else, as
-    one line that names it when the modality can find it (`Modality.unreadable`)."""
+def _raise_data_error(error, unreadable=(), when="mid-epoch"):
+    """Raise a file that fails to decode mid-epoch (when `data.verify` was off), or `when`
+    else, as one `DataError` line that names it when the modality can find it
+    (`Modality.unreadable`). An error that no file explains and that says nothing of
+    decoding is left to its caller to raise as it is: it is not the data's (calling it a
+    file's hid a failing op under a mirrored strategy)."""
     if unreadable:
         what = f"{unreadable[0]}" + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else "")
-        return DataError(f"A training file could not be read {when}: {what}. Fix or delete it, leave data.verify "
-                         "on to find such files before training, or set data.on_error='skip' to leave them out.")
+        raise DataError(f"A training file could not be read {when}: {what}. Fix or delete it, leave data.verify "
+                        "on to find such files before training, or set data.on_error='skip' to leave them out.") \
+            from None
     lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
-    first = next((line for line in lines if "DataError" in line or "decode" in line.lower()), lines[0] if lines else "")
-    return DataError(f"A training file could not be read {when} ({first[:300]}): leave data.verify on to find "
-                     "such files before training, or set data.on_error='skip' to leave them out.")
+    first = next((line for line in lines if "DataError" in line or "decode" in line.lower()), None)
+    if first is not None:
+        raise DataError(f"A training file could not be read {when} ({first[:300]}): leave data.verify on to find "
+                        "such files before training, or set data.on_error='skip' to leave them out.") from None
 
 
 def _seed_states(model):

@@ -299,6 +299,7 @@ class Trainer(StageLoop):
         self.strategy = self.build_strategy()
         if self.strategy.num_replicas_in_sync > 1:
             install_replica_seeds()
+            multi_worker.install_keras_fixes()
         policy = mixed_precision_policy(runtime.mixed_precision, self.strategy)
         keras.mixed_precision.set_global_policy(policy or "float32")
         with self.strategy.scope():
