@@ -177,3 +177,19 @@ def test_each_replica_draws_its_own_dropout_mask():
     assert same_after == "0"  # each replica its own mask
     assert first_kept == "1"  # replica 0 draws as before
     assert 0.3 < float(dropped) < 0.7
+
+
+def test_a_second_mirrored_strategy_of_a_process_trains_another_model():
+    # A search's next trial or a notebook's second run: with the group keys of the first
+    # strategy, the second model's first all-reduce met the first one's shapes and failed.
+    from tfft.distribute import resolve_strategy
+
+    rng = np.random.default_rng(0)
+    for width in (3, 7):
+        strategy = resolve_strategy("mirrored", ["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(width), keras.layers.Dense(2)])
+            model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+        x = rng.normal(size=(16, 5)).astype("float32")
+        history = model.fit(x, np.arange(16) % 2, batch_size=8, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])

@@ -55,12 +55,12 @@ def resolve_strategy(name="auto", devices=(), cluster=True):
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "auto":
         if len(gpus) > 1:
-            return tf.distribute.MirroredStrategy(gpus)
+            return _mirrored(gpus)
         if len(gpus) == 1:
             return tf.distribute.OneDeviceStrategy(gpus[0])
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices or gpus or None)
+        return _mirrored(devices or gpus or None)
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(devices[0] if devices else (gpus[0] if gpus else "/cpu:0"))
     if name == "tpu":
@@ -69,6 +69,23 @@ def resolve_strategy(name="auto", devices=(), cluster=True):
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
+
+
+def _mirrored(devices):
+    """A `MirroredStrategy` over `devices` whose all-reduces cannot meet an earlier one's.
+
+    Every `MirroredStrategy` of a process numbers its collective groups from the same key
+    (`CollectiveKeys(group_key_start=1)`), and TensorFlow's collective runtime remembers
+    each (group, instance) key it has run with the shapes it saw. The second mirrored run
+    of a process (a search's next trial, a second run in a notebook) then reused the first
+    one's keys with its own model's shapes and failed in its first all-reduce: "Shape
+    mismatch in the collective instance 100" (TF 2.21, two logical CPU devices). Each
+    strategy here starts its group keys in a range of its own, through the one setting
+    `MirroredStrategy` reads for it: `_collective_key_base`, raised before each strategy as
+    TensorFlow's own `strategy_combinations` does for the same reason.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+    return tf.distribute.MirroredStrategy(devices)
 
 
 def install_replica_seeds():
