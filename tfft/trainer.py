@@ -37,7 +37,8 @@ from tfft import evaluation, feature_cache, model_file, modalities, multi_worker
 from tfft.batchnorm import batchnorm_layers
 from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
 from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, SIGNALS, Interruption, weights_finite
-from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
+from tfft.callbacks.tensorboard import FINAL_METRICS, TensorBoardLogger, truncate_events
+from tfft.callbacks.validation import score_logits
 from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, install_replica_seeds, mixed_precision_policy, resolve_strategy
 from tfft.errors import RecipeError, TfftError
@@ -432,6 +433,7 @@ class Trainer(StageLoop):
                 if self.save:
                     self._save_model()
                     self._thin_checkpoints()
+                self.logger.log_run_end(metrics)
             finally:
                 self.logger.close()
             if self.out_dir != self.target_dir:
@@ -731,7 +733,8 @@ class Trainer(StageLoop):
             return
         step = int(np.asarray(self.optimizer.iterations))  # the model is not compiled yet
         self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```", step=step)
-        self.logger.log_hparams(self.recipe.to_dict(), metrics=["val_loss", "val_accuracy", "loss", "accuracy"])
+        self.logger.log_hparams(self.recipe.to_dict(), metrics=["val_loss", "val_accuracy", "loss", "accuracy"]
+                                + [f"final/{name}" for name in FINAL_METRICS])
         if self.search is not None:
             self.logger.log_text("search", f"**{self.search.get('why', 'search')}**: chose `{self.search['chosen']}`"
                                  f"\n\n{self.search.get('table', '')}", step=step)
@@ -773,6 +776,8 @@ class Trainer(StageLoop):
             # What `tfft evaluate` compares new data with, to report drift.
             report["reference"] = evaluation.prediction_profile(probabilities, names)
             wrong = [(i, names[y_true[i]], names[y_pred[i]]) for i in np.flatnonzero(y_true != y_pred)]
+        report["loss"] = score_logits(labels, logits, self.build_loss(), self.datasets.multi_label,
+                                      self.model.losses)["loss"]
         return report, wrong
 
     def log_misclassified(self, stage, wrong, limit=8):
