@@ -14,11 +14,12 @@ run with health on and off:
 
 Measured on a tiny run (the test ResNet at 32 px on 48 images, the head then the top two
 groups, 120 steps, 10 validations) and on MobileNetV3Small at 96 px (random weights, the
-head then every layer); with `--text`, H3 also for all-MiniLM-L6-v2 (sequence 64, batch 16,
-the head and the top two transformer layers training), when it is installed.
+head then every layer, 60 steps, 10 validations); with `--text`, H3 also for
+all-MiniLM-L6-v2 (sequence 64, batch 16, the head and the top two transformer layers
+training), when it is installed.
 
     python bench/health_overhead.py            # about 6 minutes on 2 shared cores
-    python bench/health_overhead.py --text     # and MiniLM: about 4 minutes more
+    python bench/health_overhead.py --text     # and MiniLM: about 2 minutes more
 
 The last line of output is one JSON object with H1, H2, H3 per model and the raw medians.
 """
