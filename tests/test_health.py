@@ -52,8 +52,14 @@ def _run(out, *overrides, trainer_class=BlobTrainer, verbose=0):
 
 @pytest.fixture(scope="module")
 def blob_run(tmp_path_factory):
+    """The runs of the tests below pass their gradients eagerly (a tiny model's probe is
+    fast); this one traces them from each stage's second validation, as a real backbone's."""
     out = tmp_path_factory.mktemp("health") / "run"
-    trainer, metrics = _run(out)
+    compile_after, health.COMPILE_AFTER = health.COMPILE_AFTER, 0.0
+    try:
+        trainer, metrics = _run(out)
+    finally:
+        health.COMPILE_AFTER = compile_after
     return trainer, str(out), metrics
 
 
@@ -177,10 +183,13 @@ def test_gradient_norm_matches_a_hand_computation():
     d_bias = d_logits.sum(0)
     expected = np.sqrt(np.sum(d_kernel**2) + np.sum(d_bias**2))
     assert norms["all"] == pytest.approx(expected, rel=1e-5)
-    # A loss scale (float16 mixed precision) changes the backward pass, not the figure.
-    scaled = health.gradient_norms(model, (x, y), loss, {"all": model.trainable_weights}, class_weights=weights,
-                                   loss_scale=1024.0)
-    assert scaled["all"] == pytest.approx(expected, rel=1e-5)
+    # A loss scale (float16 mixed precision) changes the backward pass, not the figure; nor
+    # does tracing the pass after a first eager one.
+    probe = health.GradientProbe(model, loss, {"all": model.trainable_weights}, class_weights=weights,
+                                 compile_after=0.0)
+    assert probe((x, y), loss_scale=1024.0)["all"] == pytest.approx(expected, rel=1e-5)
+    assert probe.traced is not None
+    assert probe((x, y), loss_scale=512.0)["all"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_the_probe_puts_back_dropout_and_batchnorm_state():
@@ -191,10 +200,12 @@ def test_the_probe_puts_back_dropout_and_batchnorm_state():
     assert {v.path.split("/")[-1] for v in state} >= {"moving_mean", "moving_variance", "seed_generator_state"}
     before = health.read(model.variables)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    first = health.gradient_norms(model, (x, y), loss, {"body": model.get_layer("body").trainable_weights})
+    probe = health.GradientProbe(model, loss, {"body": model.get_layer("body").trainable_weights}, compile_after=0.0)
+    first = probe((x, y))
     assert all(np.array_equal(a, b) for a, b in zip(before, health.read(model.variables)))
-    # Same state, same dropout mask: the probe gives the same figure every time.
-    assert health.gradient_norms(model, (x, y), loss, {"body": model.get_layer("body").trainable_weights}) == first
+    # Same state, same dropout mask: the probe gives the same figure every time, traced too.
+    assert probe((x, y)) == pytest.approx(first, rel=1e-6) and probe.traced is not None
+    assert all(np.array_equal(a, b) for a, b in zip(before, health.read(model.variables)))
 
 
 def test_the_callback_warns_about_updates_too_large_and_keeps_its_history(capsys):
@@ -246,9 +257,11 @@ MIRRORED_RUNS = textwrap.dedent("""
     import tensorflow as tf
     tf.config.set_logical_device_configuration(
         tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tfft import health
     from tfft.recipe import Recipe
     from tfft.testing import BlobTrainer
     out, overrides, settings = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
+    health.COMPILE_AFTER = 0.0  # traced from each stage's second validation, as a real backbone's
     weights = []
     for health in settings:
         trainer = BlobTrainer(Recipe().with_overrides(overrides + [f"output.health={health}"]),

@@ -69,6 +69,7 @@ class TrainingHealth(keras.callbacks.Callback):
             signal or a NaN).
         stage: the stage's name, for the warnings.
         verbose: print the warnings.
+        compile_after: see `tfft.health.GradientProbe`.
 
     Attributes:
         history: one `{"step": int, "groups": {name: {figure: value}}}` per measurement.
@@ -80,7 +81,8 @@ class TrainingHealth(keras.callbacks.Callback):
     """
 
     def __init__(self, groups, trained, probe, loss, pretrained=None, class_weights=None, logger=None,
-                 max_update_ratio=MAX_UPDATE_RATIO, steps_left=None, skip=None, stage="", verbose=1):
+                 max_update_ratio=MAX_UPDATE_RATIO, steps_left=None, skip=None, stage="", verbose=1,
+                 compile_after=measures.COMPILE_AFTER):
         super().__init__()
         unknown = set(trained) - {g.name for g in groups}
         if unknown:
@@ -98,6 +100,7 @@ class TrainingHealth(keras.callbacks.Callback):
         self.skip = skip or (lambda: False)
         self.stage = stage
         self.verbose = verbose
+        self.compile_after = compile_after
         self.history = []
         self.warnings = []
         self._reference = None
@@ -105,6 +108,7 @@ class TrainingHealth(keras.callbacks.Callback):
         self._before = None
         self._warned = set()
         self._batch = None
+        self._gradients = None
 
     # Keras hooks.
 
@@ -176,12 +180,13 @@ class TrainingHealth(keras.callbacks.Callback):
         scale = None
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             scale = float(np.asarray(optimizer.dynamic_scale))
-        if self._batch is None:
+        if self._gradients is None:
             probe = self.probe() if callable(self.probe) else self.probe
             self._batch = next(iter(probe.take(1)))
-        weights = [v for g in self.groups for v in g.trainable_candidates]
-        return measures.gradient_norms(self.model, self._batch, self.loss, measured, weights=weights,
-                                       class_weights=self.class_weights, loss_scale=scale)
+            weights = [v for g in self.groups for v in g.trainable_candidates]
+            self._gradients = measures.GradientProbe(self.model, self.loss, measured, weights, self.class_weights,
+                                                     compile_after=self.compile_after)
+        return self._gradients(self._batch, loss_scale=scale)
 
     def _check(self, step, figures):
         for group in self._frozen():
@@ -260,4 +265,5 @@ def for_stage(trainer, stage, steps_left=None, skip=None):
         trainer.groups, stage.trained_groups(trainer.group_names), lambda: trainer.datasets.epoch(0),
         trainer.build_loss(), pretrained=trainer._initial.weights, class_weights=trainer.datasets.class_weights,
         logger=trainer.logger, max_update_ratio=MAX_UPDATE_RATIO if trainer.backbone.pretrained else None,
-        steps_left=steps_left, skip=skip, stage=stage.name, verbose=trainer.verbose)
+        steps_left=steps_left, skip=skip, stage=stage.name, verbose=trainer.verbose,
+        compile_after=measures.COMPILE_AFTER)
