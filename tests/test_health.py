@@ -239,10 +239,15 @@ def test_update_ratio_and_distance_definitions():
 
 
 def test_metrics_json_has_the_final_loss(blob_run):
-    _, run, metrics = blob_run
+    trainer, run, metrics = blob_run
     with open(os.path.join(run, "metrics.json")) as file:
         saved = json.load(file)
     assert saved["loss"] == metrics["loss"] == pytest.approx(metrics["stages"][-1]["val_loss"], rel=1e-5)
+    # With the best validation's weights restored, its loss (the monitor here), from its saved
+    # predictions.
+    best = trainer.checkpoints.best_info
+    assert trainer.recipe.train.monitor == "val_loss"
+    assert trainer._final_loss({"best": {"restored": True}}) == pytest.approx(best["value"], rel=1e-5)
 
 
 # Distribution, mixed precision, resuming.

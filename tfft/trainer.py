@@ -38,7 +38,6 @@ from tfft.batchnorm import batchnorm_layers
 from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
 from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, SIGNALS, Interruption, weights_finite
 from tfft.callbacks.tensorboard import FINAL_METRICS, TensorBoardLogger, truncate_events
-from tfft.callbacks.validation import score_logits
 from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, install_replica_seeds, mixed_precision_policy, resolve_strategy
 from tfft.errors import RecipeError, TfftError
@@ -776,8 +775,6 @@ class Trainer(StageLoop):
             # What `tfft evaluate` compares new data with, to report drift.
             report["reference"] = evaluation.prediction_profile(probabilities, names)
             wrong = [(i, names[y_true[i]], names[y_pred[i]]) for i in np.flatnonzero(y_true != y_pred)]
-        report["loss"] = score_logits(labels, logits, self.build_loss(), self.datasets.multi_label,
-                                      self.model.losses)["loss"]
         return report, wrong
 
     def log_misclassified(self, stage, wrong, limit=8):
@@ -819,8 +816,25 @@ class Trainer(StageLoop):
                                   restored=self._restores_best() and "last" in report)
         if self.search is not None:
             report["search"] = {k: v for k, v in self.search.items() if k != "table"}
+        report["loss"] = self._final_loss(report)
         evaluation.write_json(os.path.join(self.out_dir, "metrics.json"), report)
         return report
+
+    def _final_loss(self, report):
+        """The validation loss of the final model, as a validation computes it: on the
+        predictions `report` was made from (the best validation's when it was restored)."""
+        if report.get("best", {}).get("restored"):
+            with np.load(os.path.join(self.store.best_directory, "scores.npz")) as scores:
+                labels, logits = scores["labels"], scores["logits"]
+        else:
+            last = self._validation.last if self._validation is not None else None
+            if last is not None and last.step == int(np.asarray(self.optimizer.iterations)):
+                labels, logits = last.labels, last.logits
+            else:
+                labels, logits = evaluation.predict_outputs(self.model, self.datasets.validation)
+        loss = self._validation.loss if self._validation is not None else self.build_loss()
+        value = float(keras.ops.convert_to_numpy(loss(labels, logits.astype("float32"))))
+        return value + float(sum(float(keras.ops.convert_to_numpy(extra)) for extra in self.model.losses))
 
     def _restores_best(self):
         """`train.restore_best`; `"auto"`: only when the validation split was carved from the
