@@ -10,7 +10,9 @@ run with health on and off:
   and their TensorBoard points included.
 - H3: one health measurement (`TrainingHealth.measure`: the distance of every backbone
   group, the gradient norm on the probe batch, the frozen groups' digests) in median
-  training steps of the run's last stage (goal <= 2: about one step for the probe).
+  training steps of the run's last stage: the stage's first (eager), its second (which
+  traces the gradient pass when the first took over 0.25 s, `tfft.health.GradientProbe`)
+  and the median of the later ones (goal <= 2 for these: the probe is about a step).
 
 Measured on a tiny run (the test ResNet at 32 px on 48 images, the head then the top two
 groups, 120 steps, 10 validations) and on MobileNetV3Small at 96 px (random weights, the
@@ -21,7 +23,8 @@ training), when it is installed.
     python bench/health_overhead.py            # about 6 minutes on 2 shared cores
     python bench/health_overhead.py --text     # and MiniLM: about 2 minutes more
 
-The last line of output is one JSON object with H1, H2, H3 per model and the raw medians.
+The last line of output is one JSON object with H1, H2, H3 (first, second, later) per
+model and the raw medians.
 """
 
 import argparse
@@ -82,18 +85,19 @@ def run(recipe, base, workdir):
     return trainer, time.perf_counter() - start
 
 
-def measurement_seconds(trainer, repeats=5):
-    """Median seconds of one `TrainingHealth.measure` on the run's last stage, as it ends."""
+def measurement_seconds(trainer, calls=5):
+    """Seconds of `calls` successive `TrainingHealth.measure` of the run's last stage, as it
+    ends: `(first, second, median of the later ones)`."""
     health = for_stage(trainer, trainer.stages[-1])
     health.logger = None
     health.set_model(trainer.model)
     health.on_train_begin()
     times = []
-    for _ in range(repeats):
+    for _ in range(calls):
         start = time.perf_counter()
         health.measure()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times[0], times[1], statistics.median(times[2:])
 
 
 def compare(name, recipe, base, workdir, repeats):
@@ -107,12 +111,15 @@ def compare(name, recipe, base, workdir, repeats):
             steps[on].append(statistics.median(trainer.clock.steps()))
             walls[on].append(wall)
             if on:
-                probes.append(measurement_seconds(trainer) / statistics.median(trainer.clock.steps(last)))
+                step = statistics.median(trainer.clock.steps(last))
+                probes.append([seconds / step for seconds in measurement_seconds(trainer)])
             log(f"{name} round {index + 1}, health {'on' if on else 'off'}: {wall:.1f} s, median step "
-                f"{steps[on][-1] * 1e3:.1f} ms" + (f", one measurement {probes[-1]:.2f} steps" if on else ""))
+                f"{steps[on][-1] * 1e3:.1f} ms" + (", measurements {:.2f}, {:.2f}, then {:.2f} steps".format(
+                    *probes[-1]) if on else ""))
     median = {on: (statistics.median(steps[on]), statistics.median(walls[on])) for on in (True, False)}
     return dict(H1=median[True][0] / median[False][0], H2=median[True][1] / median[False][1],
-                H3=statistics.median(probes), step_seconds=median[False][0], run_seconds=median[False][1])
+                H3=[statistics.median(p[i] for p in probes) for i in range(3)], step_seconds=median[False][0],
+                run_seconds=median[False][1])
 
 
 def text_measurement(workdir):
@@ -125,9 +132,9 @@ def text_measurement(workdir):
         "train.validate_every=4"])
     trainer, _ = run(recipe, tfft.Trainer, os.path.join(workdir, "text"))
     step = statistics.median(trainer.clock.steps(len(trainer.clock.fits) - 1))
-    seconds = measurement_seconds(trainer, repeats=3)
-    log(f"MiniLM: median step {step:.2f} s, one measurement {seconds:.2f} s")
-    return dict(H3=seconds / step, step_seconds=step, measurement_seconds=seconds)
+    seconds = measurement_seconds(trainer)
+    log("MiniLM: median step {:.2f} s; measurements {:.2f}, {:.2f}, then {:.2f} s".format(step, *seconds))
+    return dict(H3=[value / step for value in seconds], step_seconds=step, measurement_seconds=list(seconds))
 
 
 def main(argv=None):
