@@ -9,11 +9,13 @@ import pytest
 
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tfft.callbacks.tensorboard import TensorBoardLogger
 from tfft.callbacks.tensorboard import flatten_hparams
 from tfft.errors import TfftError
+from tfft.testing import hparams_sessions
 
 NUM_EXAMPLES = 32
 BATCH_SIZE = 4
@@ -75,7 +77,7 @@ def _series(accumulator, tag):
 @pytest.fixture(scope="module")
 def two_stage_logdir(tmp_path_factory):
     """Two `fit` calls with one logger; returns the logdir and what the optimizer did."""
-    logdir = tmp_path_factory.mktemp("tensorboard")
+    logdir = tmp_path_factory.mktemp("run") / "tensorboard"
     schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=5, decay_rate=0.5)
     model = _model(learning_rate=schedule)
     logger = TensorBoardLogger(
@@ -89,7 +91,7 @@ def two_stage_logdir(tmp_path_factory):
     logger.set_model(model)
     logger.log_hparams(
         {"schedule": {"epochs": 4, "stages": ["head", "all"]}, "seed": 1, "warmup": None},
-        ["loss", "val_loss", "val_accuracy"],
+        ["loss", "val_loss", "val_accuracy", "final/accuracy", "final/ece"],
     )
     logger.log_stage_begin(0, "head", 35, "| group | lr |\n|---|---|\n| head | 0.05 |")
     _fit(model, [logger], initial_epoch=0, epochs=2)
@@ -97,6 +99,7 @@ def two_stage_logdir(tmp_path_factory):
     logger.log_stage_begin(1, "all", 67, "| group | lr |\n|---|---|\n| all | 0.05 |")
     _fit(model, [logger], initial_epoch=2, epochs=4)
     logger.log_text("run/summary", "**done**")
+    logger.log_run_end({"accuracy": 0.75, "macro_f1": 0.5, "ece": float("nan"), "num_examples": 8})
     logger.close()
     return logdir, schedule, int(model.optimizer.iterations)
 
@@ -172,13 +175,36 @@ def test_hparams_are_written_for_the_hparams_dashboard(two_stage_logdir):
         "warmup",
     }
     metrics = {(m.name.group, m.name.tag) for m in experiment.metric_infos}
-    assert metrics == {("train", "loss"), ("validation", "loss"), ("validation", "accuracy")}
+    assert metrics == {("train", "loss"), ("validation", "loss"), ("validation", "accuracy"),
+                       ("", "final/accuracy"), ("", "final/ece")}
     session = hparams_metadata.parse_session_start_info_plugin_data(
         content[hparams_metadata.SESSION_START_INFO_TAG]
     )
     assert session.hparams["schedule.epochs"].number_value == 4
     assert session.hparams["schedule.stages"].string_value == "['head', 'all']"
     assert session.hparams["warmup"].string_value == "None"
+
+
+def test_the_run_end_closes_the_hparams_session_with_the_final_metrics(two_stage_logdir):
+    logdir, _, final_step = two_stage_logdir
+    root = _events(logdir)
+    content = root.PluginTagToContent("hparams")
+    end = hparams_metadata.parse_session_end_info_plugin_data(content[hparams_metadata.SESSION_END_INFO_TAG])
+    assert end.status == api_pb2.STATUS_SUCCESS and end.end_time_secs > 0
+    # Beside the hparams, in the run root; a non-finite figure (no ECE) is left out.
+    assert _series(root, "final/accuracy") == ([final_step], [0.75])
+    assert _series(root, "final/macro_f1") == ([final_step], [0.5])
+    assert "final/ece" not in root.Tags()["tensors"]
+
+
+def test_the_hparams_dashboard_shows_the_final_metrics_beside_the_hparams(two_stage_logdir):
+    logdir, _, _ = two_stage_logdir
+    # Opened on the run's own folder (the session is then ".") and on the folder above it.
+    for opened, session in ((logdir, "."), (logdir.parent, logdir.name)):
+        ((hparams, metrics, sessions),) = hparams_sessions(opened)
+        assert hparams["schedule.epochs"].number_value == 4
+        assert metrics[("", "final/accuracy")] == pytest.approx(0.75)
+        assert sessions == [(session, api_pb2.STATUS_SUCCESS)]
 
 
 def test_flatten_hparams_values():

@@ -120,6 +120,21 @@ def _loss_steps(run):
     return [e.step for e in acc.Tensors("loss")]
 
 
+def _health(run):
+    """Every group's distance from the pretrained weights and gradient norm, by step."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    figures = {}
+    root = os.path.join(run, "tensorboard", "health")
+    for group in sorted(os.listdir(root)):
+        acc = ea.EventAccumulator(os.path.join(root, group), size_guidance={ea.TENSORS: 0})
+        acc.Reload()
+        for tag in ("health/distance_from_pretrained", "health/gradient_norm"):
+            if tag in acc.Tags()["tensors"]:
+                figures[group, tag] = [(e.step, e.tensor_proto.SerializeToString()) for e in acc.Tensors(tag)]
+    return figures
+
+
 def _same(a, b):
     weights_a, optimizer_a, newest_a = a
     weights_b, optimizer_b, newest_b = b
@@ -145,6 +160,8 @@ def _check_resume(tmp_path, recipe, total_steps, kill_at):
         f.write(resumed.stdout)
     _same(_final_state(run), reference)
     assert _loss_steps(run) == list(range(1, total_steps + 1)) == _loss_steps(str(tmp_path / "whole"))
+    # Measured from the pretrained weights, on the same steps, as if never interrupted.
+    assert _health(run) == _health(str(tmp_path / "whole"))
     return run
 
 

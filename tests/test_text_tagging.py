@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -115,6 +116,17 @@ def test_a_run_trains_a_tag_per_word_and_reports_entities(run):
     assert "entity_f1" in events.Tags()["tensors"]
     table = events.Tensors("misclassified/finetune")[0].tensor_proto.string_val[0].decode()
     assert "| sentence | true entities | predicted entities |" in table and "(PARTY)" in table
+    # Training health per group, its gradient on a probe batch of whole sentences (padding
+    # and word pieces after the first left out of the loss, as in training).
+    health = ea.EventAccumulator(str(run.root / "run" / "tensorboard" / "health" / "head"), size_guidance={ea.TENSORS: 0})
+    health.Reload()
+    norms = [float(tf.make_ndarray(e.tensor_proto)) for e in health.Tensors("health/gradient_norm")]
+    assert norms and all(np.isfinite(n) and n > 0 for n in norms)
+    # The hparams dashboard shows the task's headline beside the recipe values.
+    root = ea.EventAccumulator(str(run.root / "run" / "tensorboard"), size_guidance={ea.TENSORS: 0})
+    root.Reload()
+    final = float(tf.make_ndarray(root.Tensors("final/entity_f1")[-1].tensor_proto))
+    assert final == pytest.approx(metrics["entity_f1"])
 
 
 def test_evaluate_reads_conll_and_jsonl(run):

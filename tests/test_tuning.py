@@ -5,12 +5,14 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from tensorboard.plugins.hparams import api_pb2
 
 from tfft import tuning
 from tfft.cli import main
 from tfft.data import sources
 from tfft.recipe import Recipe
-from tfft.testing import BlobTrainer, array_datasets, gaussian_blobs, write_image_folder, write_recipe
+from tfft.testing import (BlobTrainer, array_datasets, gaussian_blobs, hparams_sessions, write_image_folder,
+                          write_recipe)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -86,6 +88,17 @@ def test_auto_run_trains_the_winner_on_all_training_data_and_says_what_it_chose(
         [f"{i:02d}_{n}" for i, n in enumerate(names)] + ["keras_tuner"])
     out = capsys.readouterr().out
     assert f"schedule.kind='auto' chose '{search['chosen']}'" in out and "| trial | values |" in out
+    # The hparams dashboard on the run directory: every trial and the final run, each beside
+    # its final metrics (a trial's on its held-out fold) and ended.
+    sessions = {runs[0][0]: (hparams, metrics, runs) for hparams, metrics, runs in hparams_sessions(tmp_path / "run")}
+    trials = {f"search/{i:02d}_{t['name']}/tensorboard": t for i, t in enumerate(search["trials"])}
+    assert set(sessions) == set(trials) | {"tensorboard"}
+    assert all(runs[0][1] == api_pb2.STATUS_SUCCESS for _, _, runs in sessions.values())
+    for run, trial in trials.items():
+        hparams, figures, _ = sessions[run]
+        assert figures[("", "final/accuracy")] == pytest.approx(trial["accuracy"])
+        assert hparams["data.holdout"].number_value == tuning.HOLDOUT
+    assert sessions["tensorboard"][1][("", "final/accuracy")] == pytest.approx(metrics["accuracy"])
 
 
 @pytest.mark.slow  # a search with a sweep, then the run

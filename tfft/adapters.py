@@ -197,6 +197,55 @@ def adapter_variables(adapters):
     return [v for own in adapters.values() for v in own.variables]
 
 
+def weights_in_use(variables, layers):
+    """The values `layers` compute with, for `variables` (theirs, in any order): each the
+    variable's own value, but an adapted layer's kernel as `W + alpha / rank * A @ B` (the
+    layer's `kernel` or `embeddings` property), and the adapters themselves left out.
+
+    Under LoRA the pretrained kernel never moves: what moves is the sum the layer uses, and
+    this is what `tfft.callbacks.health` measures the drift and updates of.
+
+    Returns:
+        `(kept, values)`: the variables kept (all but the adapters) and their values, numpy
+        arrays on the host.
+
+    Example:
+        >>> kept, values = weights_in_use(group.trainable_candidates, group.layers)
+    """
+    merged, skip = {}, set()
+    for layer in _lora_layers(layers):
+        merged[id(_base_kernel(layer))] = layer
+        skip.update((id(layer.lora_kernel_a), id(layer.lora_kernel_b)))
+    kept = [v for v in variables if id(v) not in skip]
+    values = []
+    for variable in kept:
+        layer = merged.get(id(variable))
+        if layer is None:
+            values.append(np.array(variable))
+        else:
+            values.append(np.array(layer.embeddings if isinstance(layer, keras.layers.Embedding) else layer.kernel))
+    return kept, values
+
+
+def adapted_kernels(layers):
+    """The pretrained kernels of the LoRA-adapted layers among `layers` (and inside them)."""
+    return [_base_kernel(layer) for layer in _lora_layers(layers)]
+
+
+def _lora_layers(layers):
+    found = {}
+    for top in layers:
+        for layer in _sublayers(top):
+            if getattr(layer, "lora_enabled", False):
+                found.setdefault(id(layer), layer)
+    return list(found.values())
+
+
+def _base_kernel(layer):
+    """The variable Keras's LoRA adds the adapters' product to (`_kernel`, `_embeddings`)."""
+    return layer._embeddings if isinstance(layer, keras.layers.Embedding) else layer._kernel
+
+
 def _adapted_layers(model):
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
             if getattr(layer, "lora_enabled", False)]

@@ -262,11 +262,15 @@ class OutputConfig:
             run trains, for a resume, and removes them at its end (`model.keras` and
             `checkpoints/best`, weights only, stay); `"last"` keeps the newest one, to train
             on from it; `"all"` keeps every one, each validation's.
+        health: at every validation, log each layer group's distance from its pretrained
+            weights, gradient norm and update ratio to TensorBoard, and warn when a frozen
+            group moved or a trained group's updates are too large (`tfft.callbacks.health`).
     """
 
     dir: Optional[str] = None
     log_every: int = 20
     checkpoints: str = "resume"
+    health: bool = True
 
 
 SECTIONS = {

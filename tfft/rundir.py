@@ -25,8 +25,9 @@ CHECKPOINTS = "checkpoints"
 FEATURES = "features"
 # What a run writes before its first checkpoint.
 STARTED_FILES = {RECIPE_FILE, "recipe.py", "tensorboard", "skipped.txt", FEATURES}
-# Recipe values that may differ between the interrupted run and its resumption.
-UNCHECKED = {"output.dir", "source"}
+# Recipe values that may differ between the interrupted run and its resumption (the health
+# figures change no weight: a run recorded without the key resumes with it).
+UNCHECKED = {"output.dir", "source", "output.health"}
 
 
 def flatten(values, prefix=""):

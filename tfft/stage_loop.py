@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfft import adapters, feature_cache
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.guards import NonFinite
+from tfft.callbacks.health import for_stage as training_health
 from tfft.callbacks.progress import StepLines, fit_verbosity
 from tfft.callbacks.stage import CollapseGuard, StageProgress
 from tfft.callbacks.validation import Validation
@@ -305,7 +306,7 @@ class StageLoop:
         self._validation = self._new_validation(stage)  # what `best/` keeps the scores of
         if self.logger is not None:
             self.logger.batch_logged(int(np.asarray(self.optimizer.iterations)))
-        for callback in (self._validation, self.logger, self.checkpoints):
+        for callback in (self._validation, training_health(self, stage), self.logger, self.checkpoints):
             if callback is not None:
                 callback.set_model(self.model)
                 callback.on_epoch_end(self._round, logs)
@@ -329,7 +330,9 @@ class StageLoop:
         progress = self._progress = StageProgress(start_position, stage.steps, position=self.position)
         guard = CollapseGuard(self._last_loss, self._chance_loss())
         nonfinite = NonFinite()
-        callbacks = [self._validation, progress, guard, nonfinite, self.interruption, self.logger, self.checkpoints]
+        health = training_health(self, stage, steps_left=lambda: stage.steps - progress.done, skip=stopping)
+        callbacks = [self._validation, progress, guard, nonfinite, self.interruption, health, self.logger,
+                     self.checkpoints]
         callbacks = [c for c in callbacks if c is not None]
         if stage.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(

@@ -319,3 +319,29 @@ def tflite_outputs(path, inputs):
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
+
+def hparams_sessions(logdir):
+    """What TensorBoard's hparams dashboard lists for `logdir`, read with its own plugin code:
+    one `(hparams, metrics, sessions)` per session group, `metrics` keyed by `(group, tag)`
+    and `sessions` as `(run, status)` pairs.
+
+    Example:
+        >>> [metrics[("", "final/accuracy")] for _, metrics, _ in hparams_sessions("runs/mri")]
+        [0.91]
+    """
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    plugin = backend_context.Context(base_plugin.TBContext(logdir=str(logdir), multiplexer=multiplexer,
+                                                           data_provider=provider))
+    statuses = [api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING]
+    request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=1000, allowed_statuses=statuses)
+    response = list_session_groups.Handler(context.RequestContext(), plugin, "", request).run()
+    return [(dict(group.hparams.items()), {(m.name.group, m.name.tag): m.value for m in group.metric_values},
+             [(session.name, session.status) for session in group.sessions]) for group in response.session_groups]

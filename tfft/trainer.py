@@ -37,7 +37,7 @@ from tfft import adapters, evaluation, feature_cache, model_file, modalities, mu
 from tfft.batchnorm import batchnorm_layers
 from tfft.callbacks.checkpoints import CheckpointStore, RunCheckpoints, load_checkpoint
 from tfft.callbacks.guards import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, SIGNALS, Interruption, weights_finite
-from tfft.callbacks.tensorboard import TensorBoardLogger, truncate_events
+from tfft.callbacks.tensorboard import FINAL_METRICS, TensorBoardLogger, truncate_events
 from tfft.data.build import datasets_from_recipe
 from tfft.distribute import batches_for_replicas, install_replica_seeds, mixed_precision_policy, resolve_strategy
 from tfft.errors import RecipeError, TfftError
@@ -439,6 +439,7 @@ class Trainer(StageLoop):
                 if self.save:
                     self._save_model()
                     self._thin_checkpoints()
+                self.logger.log_run_end(metrics, self._final_metrics())
             finally:
                 self.logger.close()
             if self.out_dir != self.target_dir:
@@ -738,10 +739,16 @@ class Trainer(StageLoop):
             return
         step = int(np.asarray(self.optimizer.iterations))  # the model is not compiled yet
         self.logger.log_text("recipe", "```\n" + json.dumps(self.recipe.to_dict(), indent=2) + "\n```", step=step)
-        self.logger.log_hparams(self.recipe.to_dict(), metrics=["val_loss", "val_accuracy", "loss", "accuracy"])
+        self.logger.log_hparams(self.recipe.to_dict(), metrics=["val_loss", "val_accuracy", "loss", "accuracy"]
+                                + [f"final/{name}" for name in self._final_metrics()])
         if self.search is not None:
             self.logger.log_text("search", f"**{self.search.get('why', 'search')}**: chose `{self.search['chosen']}`"
                                  f"\n\n{self.search.get('table', '')}", step=step)
+
+    def _final_metrics(self):
+        """The report's figures the hparams dashboard shows for the final model: the task's
+        headline (a tagging run's `entity_f1`) and the classification figures it has."""
+        return tuple(dict.fromkeys((self.data_task.headline, *FINAL_METRICS)))
 
     def _keep_best_scores(self, state):
         last = self._validation.last if self._validation is not None else None
@@ -808,8 +815,25 @@ class Trainer(StageLoop):
                                   restored=self._restores_best() and "last" in report)
         if self.search is not None:
             report["search"] = {k: v for k, v in self.search.items() if k != "table"}
+        report["loss"] = self._final_loss(report)
         evaluation.write_json(os.path.join(self.out_dir, "metrics.json"), report)
         return report
+
+    def _final_loss(self, report):
+        """The validation loss of the final model, as a validation computes it: on the
+        predictions `report` was made from (the best validation's when it was restored)."""
+        if report.get("best", {}).get("restored"):
+            with np.load(os.path.join(self.store.best_directory, "scores.npz")) as scores:
+                labels, logits = scores["labels"], scores["logits"]
+        else:
+            last = self._validation.last if self._validation is not None else None
+            if last is not None and last.step == int(np.asarray(self.optimizer.iterations)):
+                labels, logits = last.labels, last.logits
+            else:
+                labels, logits = evaluation.predict_outputs(self.model, self.datasets.validation)
+        loss = self._validation.loss if self._validation is not None else self.build_loss()
+        value = float(keras.ops.convert_to_numpy(loss(labels, logits.astype("float32"))))
+        return value + float(sum(float(keras.ops.convert_to_numpy(extra)) for extra in self.model.losses))
 
     def _restores_best(self):
         """`train.restore_best`; `"auto"`: only when the validation split was carved from the

@@ -18,7 +18,9 @@ winner's values then train for the full budget on the whole training split.
 
 Both drive the trials through KerasTuner (`auto` with its grid search over the candidate
 list), and every trial is a run directory of its own under `RUN/search/`, with TensorBoard
-logs and its hyperparameters, so the hparams dashboard shows them side by side.
+logs, its hyperparameters and its final metrics (scored on the held-out fold, the trial's
+validation split), so the hparams dashboard opened on `RUN` shows them beside the final
+run.
 """
 
 import dataclasses
@@ -201,7 +203,6 @@ class _Search:
                     raise keras_tuner.errors.FatalError(f"{type(error).__name__}: {error}") from error
                 result.name = name
                 search.results.append(result)
-                _log_trial(out, result)
                 return {OBJECTIVE: result.score}
 
             def save_model(self, *args, **kwargs):
@@ -350,18 +351,3 @@ def results_table(results, winner):
         rows.append(f"| {result.name}{mark} | {_describe(result.values)} | {result.steps} | {result.accuracy:.4f} | "
                     f"{result.loss:.4f} | {result.seconds:.0f} |")
     return "\n".join(rows)
-
-
-def _log_trial(out_dir, result):
-    """The trial's hyperparameters and held-out figures for TensorBoard's hparams dashboard."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hparams_api
-
-    from tfft.callbacks.tensorboard import flatten_hparams
-
-    values = flatten_hparams(result.values)
-    with tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard", "held_out")).as_default():
-        hparams_api.hparams(values, trial_id=result.name)
-        tf.summary.scalar(f"held_out/{result.metric}", result.accuracy, step=result.steps)
-        if math.isfinite(result.loss):
-            tf.summary.scalar("held_out/loss", result.loss, step=result.steps)

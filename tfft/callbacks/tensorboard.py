@@ -7,10 +7,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.hparams import api_pb2 as hparams_pb2
+from tensorboard.plugins.hparams import summary as hparams_summary
 
 from tfft.callbacks.logs import scalar_or_none
 from tfft.errors import TfftError
 from tfft.evaluation import confusion_matrix_figure
+
+
+# What the final model scored on the validation split (`metrics.json`), written at a run's
+# end as `final/<name>` to the run root beside the hparams. The hparams dashboard finds a
+# session's metrics at `<session>/<group>`: the root itself (group "") is the one place it
+# finds them both when TensorBoard is opened on the run's `tensorboard/` folder (the
+# session is then ".", and "./validation" names no run) and on a folder above it.
+FINAL_METRICS = ("accuracy", "macro_f1", "loss", "ece")
 
 
 def truncate_events(logdir, step):
@@ -187,6 +197,20 @@ class TensorBoardLogger(keras.callbacks.Callback):
         with self._writer(run).as_default(step=step):
             for tag, value in scalars.items():
                 tf.summary.scalar(tag, value)
+
+    def log_scalars(self, scalars, run="train", step=None):
+        """Writes scalars to one run (a subdirectory of `logdir`) and flushes.
+
+        Args:
+            scalars: `{tag: value}`.
+            run: the run, e.g. `"train"` or `"health/conv5"`.
+            step: summary step; defaults to the optimizer's current step.
+
+        Example:
+            >>> logger.log_scalars({"health/gradient_norm": 0.8}, run="health/head")
+        """
+        self._write_scalars(run, scalars, self._resolve_step(step))
+        self.flush()
 
     def flush(self):
         """Flushes every open writer to disk."""
@@ -395,7 +419,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
             hparams: dict of hyperparameters, possibly nested; see `flatten_hparams`.
             metrics: names of the metrics to show next to them, as Keras names them in the
                 epoch logs (`"val_accuracy"` is read from the `validation` run, `"loss"`
-                from the `train` run).
+                from the `train` run), or `"final/<name>"` for what `log_run_end` writes
+                (read from the run root).
 
         Example:
             >>> logger.log_hparams({"schedule": {"epochs": 12}, "seed": 1},
@@ -404,7 +429,16 @@ class TensorBoardLogger(keras.callbacks.Callback):
         flat = flatten_hparams(hparams)
         metric_infos = []
         for metric in metrics:
-            if metric.startswith("val_"):
+            if metric.startswith("final/"):
+                metric_infos.append(
+                    hparams_api.Metric(
+                        metric,
+                        display_name=metric,
+                        description="the final model on the validation split, at the run's end",
+                        dataset_type=hparams_api.Metric.VALIDATION,
+                    )
+                )
+            elif metric.startswith("val_"):
                 metric_infos.append(
                     hparams_api.Metric(
                         metric[len("val_"):],
@@ -427,4 +461,29 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 hparams=[hparams_api.HParam(name) for name in flat], metrics=metric_infos
             )
             hparams_api.hparams(flat)
+        self.flush()
+
+    def log_run_end(self, report, names=FINAL_METRICS, step=None):
+        """Ends the run's hparams session: the final model's figures beside its hyperparameters.
+
+        Writes `final/<name>` for each of `names` in `report`, then the session's
+        end (status success), to the run root, where `log_hparams` wrote its start. Call
+        it once, when the run has finished; a run that stops to be resumed later has no end
+        yet.
+
+        Args:
+            report: the run's `metrics.json` dict.
+            names: the figures of `report` to write (those that are numbers).
+            step: summary step; defaults to the optimizer's current step.
+
+        Example:
+            >>> logger.log_run_end({"accuracy": 0.91, "macro_f1": 0.9, "loss": 0.3})
+        """
+        step = self._resolve_step(step)
+        finals = {f"final/{name}": float(report[name]) for name in names
+                  if isinstance(report.get(name), (int, float)) and np.isfinite(report[name])}
+        self._write_scalars("", finals, step)
+        end = hparams_summary.session_end_pb(hparams_pb2.STATUS_SUCCESS)
+        with self._writer("").as_default():
+            tf.summary.experimental.write_raw_pb(end.SerializeToString(), step=step)
         self.flush()
