@@ -116,6 +116,7 @@ def test_training_batches_have_static_shapes_over_several_replicas(tmp_path):
     assert sizes == [8] * 7
 
 
+@pytest.mark.slow  # a MiniLM-shaped encoder on two devices: 20 s
 def test_a_text_run_trains_on_two_mirrored_devices(tmp_path):
     """Keras's first-batch build averages the batch over replicas, which a text batch's
     boolean padding mask does not allow (`tfft.multi_worker.install_keras_fixes`)."""

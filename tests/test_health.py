@@ -98,6 +98,7 @@ def test_the_last_distance_is_that_of_the_final_weights_from_the_pretrained_ones
     assert _health(run, "high", "distance_from_pretrained")[28] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow  # two more runs: 23 s
 def test_health_changes_no_weight(blob_run, tmp_path):
     """The probe runs the model in training mode (dropout in the head, BatchNorm training in
     stage c) at every validation: without putting their states back, the runs would part."""

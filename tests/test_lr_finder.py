@@ -92,6 +92,7 @@ def test_rules_and_their_errors():
     assert sweep.rate(30) == pytest.approx(1e-3, rel=1e-6)
 
 
+@pytest.mark.slow  # the command end to end, twice: 22 s
 def test_lr_find_command_prints_the_rate_and_writes_the_curve(tmp_path, monkeypatch):
     from tfft import multi_worker
 

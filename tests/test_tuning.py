@@ -69,6 +69,7 @@ def test_a_held_out_fold_never_lists_the_validation_folder(folders, monkeypatch)
     assert set(fold.train_paths + fold.val_paths) == set(carved.train_paths)
 
 
+@pytest.mark.slow  # a search and its final run: 13 s
 def test_auto_run_trains_the_winner_on_all_training_data_and_says_what_it_chose(tmp_path, capsys):
     recipe = Recipe().with_overrides(["data.batch_size=16", "schedule.kind='auto'", "schedule.min_steps=48",
                                       "schedule.lr=0.01", "schedule.finetune_lr=0.003"])
@@ -131,6 +132,7 @@ def _write(folders):
     """)
 
 
+@pytest.mark.slow  # a search and its final run: 10 s
 def test_tune_searches_the_tune_section_then_trains_the_best(folders, tmp_path):
     out = tmp_path / "tuned"
     result = CliRunner().invoke(main, ["tune", _write(folders), "--trials", "2", "--steps", "12", "--out", str(out)])
