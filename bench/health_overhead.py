@@ -10,9 +10,9 @@ run with health on and off:
   and their TensorBoard points included.
 - H3: one health measurement (`TrainingHealth.measure`: the distance of every backbone
   group, the gradient norm on the probe batch, the frozen groups' digests) in median
-  training steps of the run's last stage: the stage's first (eager), its second (which
-  traces the gradient pass when the first took over 0.25 s, `tfft.health.GradientProbe`)
-  and the median of the later ones (goal <= 2 for these: the probe is about a step).
+  training steps of the run's last stage: the stage's first (which traces the gradient
+  pass of a model above `tfft.health.TRACE_ABOVE` parameters), its second, and the median
+  of the later ones (goal <= 2 for these: the probe is about a step).
 
 Measured on a tiny run (the test ResNet at 32 px on 48 images, the head then the top two
 groups, 120 steps, 10 validations) and on MobileNetV3Small at 96 px (random weights, the
@@ -36,35 +36,13 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfft  # noqa: E402
 from tfft.callbacks.health import for_stage  # noqa: E402
 from tfft.testing import TinyTrainer, write_image_folder  # noqa: E402
 
-
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-class Clock(keras.callbacks.Callback):
-    """`perf_counter` at the start of each `fit` and at the end of each batch."""
-
-    def __init__(self):
-        super().__init__()
-        self.fits = []
-
-    def on_train_begin(self, logs=None):
-        self.fits.append([time.perf_counter()])
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.fits[-1].append(time.perf_counter())
-
-    def steps(self, first_fit=0):
-        """Seconds of every step after the first of each fit from `first_fit` on (an epoch
-        of `fit` is a validation period: the validation falls outside these)."""
-        return [b - a for fit in self.fits[first_fit:] for a, b in zip(fit[1:], fit[2:])]
+from performance import Clock, log  # noqa: E402
 
 
 def timed(base):
@@ -108,10 +86,10 @@ def compare(name, recipe, base, workdir, repeats):
             trainer, wall = run(recipe.with_overrides([f"output.health={on}"]), base,
                                 os.path.join(workdir, f"{name}{index}{on}"))
             last = len(trainer.clock.fits) - 1  # the last stage's fits: its step time
-            steps[on].append(statistics.median(trainer.clock.steps()))
+            steps[on].append(statistics.median(trainer.clock.steps(*range(len(trainer.clock.fits)))))
             walls[on].append(wall)
             if on:
-                step = statistics.median(trainer.clock.steps(last))
+                step = statistics.median(trainer.clock.steps(*range(last, len(trainer.clock.fits))))
                 probes.append([seconds / step for seconds in measurement_seconds(trainer)])
             log(f"{name} round {index + 1}, health {'on' if on else 'off'}: {wall:.1f} s, median step "
                 f"{steps[on][-1] * 1e3:.1f} ms" + (", measurements {:.2f}, {:.2f}, then {:.2f} steps".format(

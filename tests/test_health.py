@@ -52,13 +52,13 @@ def _run(out, *overrides, trainer_class=BlobTrainer, verbose=0):
 @pytest.fixture(scope="module")
 def blob_run(tmp_path_factory):
     """The runs of the tests below pass their gradients eagerly (a tiny model's probe is
-    fast); this one traces them from each stage's second validation, as a real backbone's."""
+    fast); this one traces them, as a real backbone's."""
     out = tmp_path_factory.mktemp("health") / "run"
-    compile_after, health.COMPILE_AFTER = health.COMPILE_AFTER, 0.0
+    trace_above, health.TRACE_ABOVE = health.TRACE_ABOVE, 0
     try:
         trainer, metrics = _run(out)
     finally:
-        health.COMPILE_AFTER = compile_after
+        health.TRACE_ABOVE = trace_above
     return trainer, str(out), metrics
 
 
@@ -184,9 +184,9 @@ def test_gradient_norm_matches_a_hand_computation():
     expected = np.sqrt(np.sum(d_kernel**2) + np.sum(d_bias**2))
     assert norms["all"] == pytest.approx(expected, rel=1e-5)
     # A loss scale (float16 mixed precision) changes the backward pass, not the figure; nor
-    # does tracing the pass after a first eager one.
+    # does tracing the pass.
     probe = health.GradientProbe(model, loss, {"all": model.trainable_weights}, class_weights=weights,
-                                 compile_after=0.0)
+                                 trace_above=0)
     assert probe((x, y), loss_scale=1024.0)["all"] == pytest.approx(expected, rel=1e-5)
     assert probe.traced is not None
     assert probe((x, y), loss_scale=512.0)["all"] == pytest.approx(expected, rel=1e-5)
@@ -200,7 +200,7 @@ def test_the_probe_puts_back_dropout_and_batchnorm_state():
     assert {v.path.split("/")[-1] for v in state} >= {"moving_mean", "moving_variance", "seed_generator_state"}
     before = health.read(model.variables)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    probe = health.GradientProbe(model, loss, {"body": model.get_layer("body").trainable_weights}, compile_after=0.0)
+    probe = health.GradientProbe(model, loss, {"body": model.get_layer("body").trainable_weights}, trace_above=0)
     first = probe((x, y))
     assert all(np.array_equal(a, b) for a, b in zip(before, health.read(model.variables)))
     # Same state, same dropout mask: the probe gives the same figure every time, traced too.
@@ -255,11 +255,10 @@ def test_metrics_json_has_the_final_loss(blob_run):
 
 def _mirrored(tmp_path, *settings, stages=STAGES):
     """Runs the blobs on two logical devices, once per `output.health` setting; whether the
-    runs ended with the same weights. Gradients traced from each stage's second validation,
-    as a real backbone's."""
+    runs ended with the same weights. Gradients traced, as a real backbone's."""
     overrides = [stages if o == STAGES else o for o in BASE]
     overrides += ["runtime.strategy='mirrored'", "runtime.devices=['/cpu:0', '/cpu:1']"]
-    compile_after, health.COMPILE_AFTER = health.COMPILE_AFTER, 0.0
+    trace_above, health.TRACE_ABOVE = health.TRACE_ABOVE, 0
     weights = []
     try:
         for setting in settings:
@@ -267,7 +266,7 @@ def _mirrored(tmp_path, *settings, stages=STAGES):
             assert trainer.strategy.num_replicas_in_sync == 2
             weights.append([np.asarray(w) for w in trainer.model.weights])
     finally:
-        health.COMPILE_AFTER = compile_after
+        health.TRACE_ABOVE = trace_above
     return {"same": all(np.array_equal(a, b) for a, b in zip(weights[0], weights[-1]))}
 
 

@@ -20,13 +20,13 @@ not hand out its gradients, and an overridden `train_step` would put tfft's code
 every step of every run, beside what Keras handles there (loss scaling, distribution,
 XLA, several steps per execution, the head model of cached features), to read a number
 looked at ten times a run. The probe is one forward and backward pass on one batch at each
-validation (about 10 a run), nothing between them; it runs eagerly, because tracing it
-would cost more than the few calls a stage makes, so it costs a few training steps' worth
-(`bench/health_overhead.py`: 4 steps of MobileNetV3Small, 6 of MiniLM). The
-probe leaves no trace: it reads its batch from a pipeline of its own (the training
-stream's position does not move), puts back every state a forward pass in training mode
-changes (dropout's random state, the statistics of BatchNorm layers that train) and applies
-nothing, so a run trains to the same weights with or without it. The price: its gradient is
+validation (about 10 a run), nothing between them, eager for a tiny model and traced for
+a real backbone (see `GradientProbe`): a few training steps' worth
+(`bench/health_overhead.py`). The probe leaves no trace: it reads its batch from a
+pipeline of its own (the training stream's position does not move), puts back every state
+a forward pass in training mode changes (dropout's random state, the statistics of
+BatchNorm layers that train) and applies nothing, so a run trains to the same weights with
+or without it. The price: its gradient is
 not the one the optimizer applied at that step (another batch, another dropout mask); on a
 fixed batch the curve follows the weights rather than the luck of the batch drawn.
 
@@ -38,13 +38,12 @@ Example:
 """
 
 import hashlib
-import time
 
 import numpy as np
 import tensorflow as tf
 
-# An eager gradient pass slower than this (seconds) is traced for the stage's later calls.
-COMPILE_AFTER = 0.25
+# The gradient pass of a model of more parameters than this is traced; a smaller one's runs eagerly.
+TRACE_ABOVE = 500_000
 
 
 def read(variables):
@@ -152,11 +151,14 @@ class GradientProbe:
     every variable that pass changed (see `forward_state`). Outside a strategy's scope the
     loss is the mean over the whole batch, as the sum over replicas of `fit` makes it.
 
-    The first call runs eagerly. When it took longer than `compile_after` seconds, later
-    calls run a `tf.function` traced at the second: on CPU an eager pass of a real
-    backbone costs several times a traced one (MiniLM 1.6 s against 0.45, ResNet50 at
-    224 px 14.5 s against 5.8, tracing included in a first call of 2.1 and 10.5 s), while
-    on a tiny model the trace would cost more than every eager call of a stage.
+    For a model of more than `trace_above` parameters the pass is a `tf.function`, traced
+    at the first call: on CPU an eager pass of a real backbone costs several times a
+    traced one (MiniLM 1.6 s against 0.45, ResNet50 at 224 px 14.5 s against 5.8, tracing
+    included in a first call of 2.1 and 10.5 s), while on a tiny model the trace would
+    cost more than every eager call of a stage. The choice is made by size, not by timing
+    a call: a run and the same run resumed in a new process then compute every figure the
+    same way, to the bit (an eager and a traced pass differ in the last bits), whatever
+    the load of the machine.
 
     Args:
         model: the Keras model.
@@ -165,8 +167,8 @@ class GradientProbe:
         weights: every weight of the model that is not state (all groups' trainable
             candidates); by default the variables of `groups`.
         class_weights: optional `{class_index: weight}`, as given to `fit`.
-        compile_after: seconds of the first, eager call above which later calls are
-            traced; None never traces.
+        trace_above: the model's parameter count above which the pass is traced; None
+            never traces.
 
     Example:
         >>> probe = GradientProbe(model, model.loss, {"head": head.trainable_weights})
@@ -174,16 +176,16 @@ class GradientProbe:
         {'head': 0.731...}
     """
 
-    def __init__(self, model, loss, groups, weights=(), class_weights=None, compile_after=COMPILE_AFTER):
+    def __init__(self, model, loss, groups, weights=(), class_weights=None, trace_above=TRACE_ABOVE):
         self.model = model
         self.loss = loss
         self.groups = {name: list(members) for name, members in groups.items()}
         self.variables = [v for members in self.groups.values() for v in members]
         self.state = forward_state(model, list(weights) or self.variables)
         self.class_weights = class_weights
-        self.compile_after = compile_after
-        self.calls = 0
         self.traced = None
+        if trace_above is not None and model.count_params() > trace_above:
+            self.traced = tf.function(self._squares)
 
     def __call__(self, batch, loss_scale=None):
         """`{name: norm}` on `batch` (`(x, y)` or `(x, y, sample_weight)`; NaN where a
@@ -197,7 +199,6 @@ class GradientProbe:
             sample_weight = weighted if sample_weight is None else np.asarray(sample_weight) * weighted
         scale = float(loss_scale or 1.0)
         saved = read(self.state)
-        start = time.perf_counter()
         try:
             run = self.traced or self._squares
             squares = run(x, y, sample_weight, tf.constant(scale, "float32"))
@@ -205,9 +206,6 @@ class GradientProbe:
         finally:
             for variable, before in zip(self.state, saved):
                 variable.assign(before)
-        self.calls += 1
-        if self.calls == 1 and self.compile_after is not None and time.perf_counter() - start > self.compile_after:
-            self.traced = tf.function(self._squares)
         return {name: float(np.sqrt(value)) if np.isfinite(value) else float("nan")
                 for name, value in zip(self.groups, squares)}
 
@@ -250,5 +248,5 @@ def gradient_norms(model, batch, loss, groups, weights=(), class_weights=None, l
         >>> gradient_norms(model, next(iter(train)), model.loss, {"head": head.trainable_weights})
         {'head': 0.731...}
     """
-    probe = GradientProbe(model, loss, groups, weights, class_weights, compile_after=None)
+    probe = GradientProbe(model, loss, groups, weights, class_weights, trace_above=None)
     return probe(batch, loss_scale)

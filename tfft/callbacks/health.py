@@ -70,7 +70,7 @@ class TrainingHealth(keras.callbacks.Callback):
             signal or a NaN).
         stage: the stage's name, for the warnings.
         verbose: print the warnings.
-        compile_after: see `tfft.health.GradientProbe`.
+        trace_above: see `tfft.health.GradientProbe`.
 
     Attributes:
         history: one `{"step": int, "groups": {name: {figure: value}}}` per measurement.
@@ -83,7 +83,7 @@ class TrainingHealth(keras.callbacks.Callback):
 
     def __init__(self, groups, trained, probe, loss, pretrained=None, class_weights=None, logger=None,
                  max_update_ratio=MAX_UPDATE_RATIO, steps_left=None, skip=None, stage="", verbose=1,
-                 compile_after=measures.COMPILE_AFTER):
+                 trace_above=measures.TRACE_ABOVE):
         super().__init__()
         unknown = set(trained) - {g.name for g in groups}
         if unknown:
@@ -101,7 +101,7 @@ class TrainingHealth(keras.callbacks.Callback):
         self.skip = skip or (lambda: False)
         self.stage = stage
         self.verbose = verbose
-        self.compile_after = compile_after
+        self.trace_above = trace_above
         self.history = []
         self.warnings = []
         self._reference = None
@@ -186,7 +186,7 @@ class TrainingHealth(keras.callbacks.Callback):
             self._batch = next(iter(probe.take(1)))
             weights = [v for g in self.groups for v in g.trainable_candidates]
             self._gradients = measures.GradientProbe(self.model, self.loss, measured, weights, self.class_weights,
-                                                     compile_after=self.compile_after)
+                                                     trace_above=self.trace_above)
         return self._gradients(self._batch, loss_scale=scale)
 
     def _check(self, step, figures):
@@ -274,4 +274,4 @@ def for_stage(trainer, stage, steps_left=None, skip=None):
         trainer.build_loss(), pretrained=trainer._initial.weights, class_weights=trainer.datasets.class_weights,
         logger=trainer.logger, max_update_ratio=MAX_UPDATE_RATIO if trainer.backbone.pretrained else None,
         steps_left=steps_left, skip=skip, stage=stage.name, verbose=trainer.verbose,
-        compile_after=measures.COMPILE_AFTER)
+        trace_above=measures.TRACE_ABOVE)
