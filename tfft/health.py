@@ -7,6 +7,8 @@ The three figures `tfft.callbacks.health.TrainingHealth` logs per layer group
   group (kernels, biases, embeddings, BatchNorm scale and offset; not BatchNorm statistics)
   laid end to end, `w0` the same at the run's start, before any step and before a resume
   loads a checkpoint. 0 means untouched; 0.01 means the weights moved by 1% of their size.
+  A kernel with LoRA adapters counts as the layer computes with it, `W + alpha/rank A B`
+  (`tfft.adapters.weights_in_use`); so does the update ratio.
 - **gradient norm**, `||g||`: the L2 norm of the gradient of the training loss (the mean
   over a batch, class weights and regularisation losses included, unscaled) with respect to
   the group's trainable weights, on the *probe batch*: the first batch of the first
@@ -26,9 +28,9 @@ a real backbone (see `GradientProbe`): a few training steps' worth
 pipeline of its own (the training stream's position does not move), puts back every state
 a forward pass in training mode changes (dropout's random state, the statistics of
 BatchNorm layers that train) and applies nothing, so a run trains to the same weights with
-or without it. The price: its gradient is
-not the one the optimizer applied at that step (another batch, another dropout mask); on a
-fixed batch the curve follows the weights rather than the luck of the batch drawn.
+or without it. The price: its gradient is not the one the optimizer applied at that step
+(another batch, another dropout mask); on a fixed batch the curve follows the weights
+rather than the luck of the batch drawn.
 
 Example:
     >>> before = read(variables)

@@ -251,7 +251,9 @@ def _updated(group):
     """The values of what `group` trains, as the layers compute with them: a LoRA group's
     adapted kernels merged with their adapters (whose own ratio, from `B = 0`, says nothing
     of how fast the layer changes)."""
-    return weights_in_use(_trainable(group) + adapted_kernels(group.layers), group.layers)[1]
+    # A full-weight stage after a LoRA one trains the adapted kernels themselves: each once.
+    variables = list({id(v): v for v in _trainable(group) + adapted_kernels(group.layers)}.values())
+    return weights_in_use(variables, group.layers)[1]
 
 
 def _batchnorms(group):
