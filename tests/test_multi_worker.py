@@ -5,6 +5,7 @@ The two-process tests run with the slow ones: each starts three TensorFlow proce
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -193,8 +194,10 @@ def test_a_killed_worker_and_a_restart_of_both_finish_with_the_planned_steps(pro
         time.sleep(0.5)
     other.send_signal(signal.SIGKILL)  # mid-stage: the first checkpoint is at step 5 of 60
     assert finish([other, chief], timeout=180)[1] == 75  # the chief notices its lost peer and stops
-    assert "worker 1 of the cluster stopped sending heartbeats; the checkpoint at global step" in open(
-        chief.log_path).read()
+    # Which the chief sees first depends on where it was: a step waiting on the lost peer's
+    # tensors gets its connection reset, an idle moment the end of its heartbeats.
+    assert re.search(r"worker 1 of the cluster (stopped sending heartbeats|cannot be reached \(UnavailableError\)); "
+                     r"the checkpoint at global step \d+ is kept", open(chief.log_path).read())
     assert not (out / "metrics.json").exists()
 
     assert finish(start_workers(path, out, files)) == [0, 0]
