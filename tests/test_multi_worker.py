@@ -167,10 +167,13 @@ def test_two_workers_train_the_weights_one_process_trains(project, tmp_path):
 
     chief, other, single = weights(tmp / "w0.npz"), weights(tmp / "w1.npz"), weights(tmp / "single.npz")
     assert all(np.array_equal(a, b) for a, b in zip(chief, other))  # the workers agree exactly
-    # The same global batches (each worker holds half of each), summed in another order.
+    # The same global batches (each worker holds half of each), summed in another order:
+    # equal to the last bit on some runs, within rounding on others.
     for a, b in zip(chief, single):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
-    assert max(float(np.max(np.abs(a - b))) for a, b in zip(chief, single)) > 0  # two runs, not one file twice
+    # Two kinds of run, not one run read twice: only the workers joined a cluster.
+    assert "worker 1 of 2 (TF_CONFIG)" in open(tmp / "w1.npz.log").read()
+    assert "TF_CONFIG" not in open(tmp / "single.npz.log").read()
     # Only the chief wrote the run directory; the other worker removed its own.
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["steps_run"] for s in metrics["stages"]] == [6, 6]
