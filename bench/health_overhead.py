@@ -20,8 +20,8 @@ head then every layer, 60 steps, 10 validations); with `--text`, H3 also for
 all-MiniLM-L6-v2 (sequence 64, batch 16, the head and the top two transformer layers
 training), when it is installed.
 
-    python bench/health_overhead.py            # about 6 minutes on 2 shared cores
-    python bench/health_overhead.py --text     # and MiniLM: about 2 minutes more
+    python bench/health_overhead.py            # about 5 minutes on 2 cores
+    python bench/health_overhead.py --text     # and MiniLM: about 1 minute more
 
 The last line of output is one JSON object with H1, H2, H3 (first, second, later) per
 model and the raw medians.
