@@ -175,24 +175,40 @@ def read_csv(path, text_column, label_column, multi_label, delimiter):
     return texts, labels, wheres
 
 
+def jsonl_records(path):
+    """A JSON Lines file's path as given and `(where, record, line)` for each of its
+    non-blank lines, `where` naming the file and the line for errors.
+
+    Raises:
+        DataError: the file cannot be read or decoded, or a line is not JSON.
+    """
+    path, data = _read_bytes(path, "JSON Lines file")
+
+    def records():
+        for number, line in enumerate(_decode(data, path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise DataError(
+                    f"{where}: malformed JSON ({e}); write one JSON object per line. "
+                    f"Received: {line[:120]!r}"
+                ) from None
+            yield where, record, line
+
+    return path, records()
+
+
 def read_jsonl(path, text_column, label_column, multi_label, delimiter):
     """UTF-8 JSON Lines, one object per line with `text_column` and `label_column` keys.
 
     Returns `(texts, labels, wheres)` as `read_csv` does.
     """
-    path, data = _read_bytes(path, "JSON Lines file")
+    path, records = jsonl_records(path)
     texts, labels, wheres = [], [], []
-    for number, line in enumerate(_decode(data, path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except ValueError as e:
-            raise DataError(
-                f"{where}: malformed JSON ({e}); write one JSON object per line. "
-                f"Received: {line[:120]!r}"
-            ) from None
+    for where, record, line in records:
         if not isinstance(record, dict):
             raise DataError(
                 f"{where}: expected a JSON object with '{text_column}' and "

@@ -18,12 +18,11 @@ Example:
     (['This', 'Agreement', 'is'], ['O', 'O', 'O'])
 """
 
-import json
 from typing import NamedTuple
 
 from tfft.errors import DataError
 from tfft.modalities.text.entities import check_tags
-from tfft.modalities.text.sources import _decode, _read_bytes
+from tfft.modalities.text.sources import _decode, _read_bytes, jsonl_records
 
 DOCSTART = "-DOCSTART-"
 
@@ -81,17 +80,9 @@ def read_tagged_jsonl(path, tokens_column="tokens", tags_column="tags"):
         >>> read_tagged_jsonl("tagged.jsonl")[0].tags
         ['B-PARTY', 'I-PARTY', 'O', 'B-AMOUNT', 'I-AMOUNT']
     """
-    path, data = _read_bytes(path, "JSON Lines file")
+    path, records = jsonl_records(path)
     sentences = []
-    for number, line in enumerate(_decode(data, path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise DataError(f"{where}: malformed JSON ({error}); write one JSON object per line. "
-                            f"Received: {line[:120]!r}") from None
+    for where, record, _ in records:
         if not isinstance(record, dict) or tokens_column not in record or tags_column not in record:
             keys = sorted(record) if isinstance(record, dict) else type(record).__name__
             raise DataError(f"{where}: expected an object with a '{tokens_column}' list and a '{tags_column}' list; "
