@@ -240,7 +240,7 @@ def test_a_keras_hub_encoder_adapts_the_layers_keras_hub_names(tmp_path):
               "backbone.name='minilm-l6'", "schedule.kind='two_phase'", "schedule.steps=6", "schedule.unfreeze=0"]
     trainer = Trainer(Recipe().with_overrides(common + ["schedule.lora={'rank': 4}"]), verbose=0,
                                      dry_run=True)
-    plan = trainer.plan()[1]
+    plan = next(stage for stage in trainer.plan() if stage.stage.name == "finetune")
     blocks = [f"transformer_layer_{i}" for i in range(6)]
     # keras-hub's Backbone.default_lora_layer_names(): the attention's query and value.
     assert plan.adapted == ("embeddings", *blocks) and list(plan.adapters) == blocks

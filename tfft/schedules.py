@@ -32,6 +32,7 @@ from tfft.freezing import HEAD, resolve_group_names
 from tfft.lora import LoRA, adapted_groups, adapter_plan, lora_from_recipe
 
 SHAPES = ("constant", "warmup_cosine", "one_cycle", "slanted_triangular")
+OBJECTIVES = ("classes", "pairs")
 KINDS = ("two_phase", "gradual_unfreezing", "chain_thaw", "custom", "auto")
 FIND = "find"  # a stage rate chosen by the learning-rate finder when the stage starts
 
@@ -41,6 +42,9 @@ FIND = "find"  # a stage rate chosen by the learning-rate finder when the stage 
 DEFAULT_EPOCHS = 6
 # Share of the budget the head stage takes when its length is not given.
 HEAD_SHARE = {"two_phase": 1 / 3, "gradual_unfreezing": 1 / 4, "chain_thaw": 1 / 4}
+# Share of the total a pairs stage takes when the schedule starts with one; the head and
+# backbone stages share the rest as above.
+PAIR_SHARE = 0.4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,9 @@ class Stage:
         lora: a `tfft.lora.LoRA`: the backbone groups it names (default: every one the
             stage trains) train through low-rank adapters, their pretrained weights held;
             None: every trained group trains its full weights.
+        objective: `"classes"`: cross-entropy through the head; `"pairs"`: the backbone's
+            pooled features learn which training examples share a class (`tfft.pairs`),
+            the head left out. A pairs stage's rate is a number, not `"find"`.
 
     Example:
         >>> Stage("finetune", steps=300, train=("head", "top:2"), lr=1e-4,
@@ -92,8 +99,15 @@ class Stage:
     why: str = ""
     purpose: str = ""
     lora: Optional[LoRA] = None
+    objective: str = "classes"
 
     def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise RecipeError(f"Stage '{self.name}': unknown objective. Expected one of {list(OBJECTIVES)}. "
+                              f"Received: objective={self.objective!r}")
+        if self.objective == "pairs" and self.lr == FIND:
+            raise RecipeError(f"Stage '{self.name}': the learning-rate finder reads the classifier's loss, which a "
+                              f"pairs stage does not train; give its rate. Received: lr={self.lr!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise RecipeError(f"Stage '{self.name}' needs at least one step. Received: steps={self.steps!r}")
         if self.lr != FIND and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and self.lr > 0):
@@ -187,6 +201,12 @@ class ScheduleConfig:
         lora: None, or `dict(rank=8, alpha=16, groups=[...])`: every backbone stage trains
             the groups named (default: each stage's trained backbone groups) through
             low-rank adapters (`tfft.lora`); a custom stage's own `lora` key overrides it.
+        pairs: start a built-in schedule with a pairs stage (`tfft.pairs`): every backbone
+            group learns, from pairs of training examples, which share a class, before the
+            head trains. True, False, or `"auto"`: the Trainer turns it on for few examples
+            per class where it was measured to help (`Modality.pairs_up_to`).
+        pair_lr: the pairs stage's peak rate (SetFit's 2e-5).
+        pair_share: the pairs stage's share of the total, when on.
 
     Example:
         >>> ScheduleConfig(kind="gradual_unfreezing", epochs=3, decay=1 / 2.6)
@@ -213,6 +233,9 @@ class ScheduleConfig:
     early_stopping: int = 0
     stages: list = dataclasses.field(default_factory=list)
     lora: Optional[dict] = None
+    pairs: Union[bool, str] = "auto"
+    pair_lr: float = 2e-5
+    pair_share: float = PAIR_SHARE
 
 
 class _Budget:
@@ -282,7 +305,15 @@ def build_stages(config, names, steps_per_epoch):
     if config.kind == "auto":
         raise RecipeError("schedule.kind='auto' is resolved by the Trainer (tfft.tuning.run_auto) before stages are "
                           "built; build_stages takes the schedule it chose.")
-    if config.train_bn not in (True, False, "auto"):
+    if not (isinstance(config.pairs, bool) or config.pairs == "auto"):
+        raise RecipeError(f"schedule.pairs must be True, False or 'auto'. Received: schedule.pairs={config.pairs!r}")
+    if not (isinstance(config.pair_share, (int, float)) and 0 < config.pair_share < 1):
+        raise RecipeError(f"schedule.pair_share is a fraction of the total in (0, 1). "
+                          f"Received: schedule.pair_share={config.pair_share!r}")
+    if not (isinstance(config.pair_lr, (int, float)) and not isinstance(config.pair_lr, bool) and config.pair_lr > 0):
+        raise RecipeError(f"schedule.pair_lr must be a positive rate (the finder reads the classifier's loss, which "
+                          f"a pairs stage does not train). Received: schedule.pair_lr={config.pair_lr!r}")
+    if not (isinstance(config.train_bn, bool) or config.train_bn == "auto"):
         raise RecipeError(f"schedule.train_bn must be True, False or 'auto'. Received: schedule.train_bn={config.train_bn!r}")
     for key in ("lr", "finetune_lr"):
         value = getattr(config, key)
@@ -294,6 +325,10 @@ def build_stages(config, names, steps_per_epoch):
     backbone = dict(common, shape=config.shape, warmup=config.warmup, decay=config.decay,
                     lora=lora_from_recipe(config.lora))
     if config.kind == "custom":
+        if config.pairs is True:
+            raise RecipeError("schedule.pairs=True puts a pairs stage in front of a built-in schedule; a custom "
+                              "schedule writes its own: a stage with objective='pairs'. Received: "
+                              "schedule.kind='custom', schedule.pairs=True")
         if not config.stages:
             raise RecipeError("schedule.kind='custom' needs schedule.stages: a list of dicts with name, epochs or steps, train, lr, ...")
         stages = [_stage_from_dict(i, d, backbone, budget) for i, d in enumerate(config.stages)]
@@ -306,8 +341,23 @@ def build_stages(config, names, steps_per_epoch):
 
 
 def _builtin(config, names, budget, common, backbone):
-    kind = config.kind
     total, total_why = budget.total()
+    if config.pairs is not True:  # "auto" is the Trainer's to resolve
+        return _classifier_stages(config, names, budget, common, backbone, total, total_why)
+    steps = max(1, int(round(total * config.pair_share)))
+    _check_rest(config, total - steps - 1, total, f"the pairs stage ({steps} steps) and the head stage")
+    pairs = Stage(
+        "pairs", steps, ("backbone",), config.pair_lr, objective="pairs",
+        why=f"schedule.pair_share={config.pair_share:g} of the total ({total_why})",
+        purpose="every backbone group on pairs of training examples, their pooled features pulled together when "
+                "they share a class and apart when not (SetFit), so that the head starts from features that "
+                "separate these classes", **backbone)
+    rest_why = f"{total - steps} steps the pairs stage leaves of {total_why}"
+    return [pairs] + _classifier_stages(config, names, budget, common, backbone, total - steps, rest_why)
+
+
+def _classifier_stages(config, names, budget, common, backbone, total, total_why):
+    kind = config.kind
     head = budget.given("head_steps", "head_epochs")
     if head is None:
         head = (max(1, int(round(total * HEAD_SHARE[kind]))), f"{HEAD_SHARE[kind]:.2g} of the total ({total_why})")

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfft import adapters, feature_cache
+from tfft import adapters, feature_cache, pairs
 from tfft.batchnorm import recompute_batchnorm_statistics
 from tfft.callbacks.guards import NonFinite
 from tfft.callbacks.health import for_stage as training_health
@@ -101,21 +101,41 @@ class StageLoop:
                                   "while the frozen backbone's outputs were computed")
                 raise
         models = [self.model] + ([self._feature_cache.head] if self._feature_cache else [])
+        if stage.objective == "pairs":  # the classifier too: callbacks reach the optimizer through it
+            models.append(self._pair_model())
         with self.strategy.scope():
             for model in models:
+                pair = isinstance(model, pairs.PairModel)
                 model.compile(
                     optimizer=self.optimizer,
-                    loss=self.build_loss(),
-                    metrics=self.build_metrics(),
+                    loss=None if pair else self.build_loss(),
+                    metrics=None if pair else self.build_metrics(),
                     jit_compile=self.recipe.runtime.jit_compile,
                     steps_per_execution=steps_per_execution,
                 )
         return trained
 
-    def _fitted(self, callbacks):
+    def _pair_model(self):
+        """The `tfft.pairs.PairModel` of this classifier (built once): its layers up to
+        the head's input, trained on pairs of training examples."""
+        if self._pairs is None:
+            tensor = feature_cache.split(self.model, self.backbone.model)
+            if tensor is None:
+                raise TfftError("A pairs stage trains the features the head starts from, but this model's head does "
+                                "not start from one output of the backbone (see Trainer.build_head).")
+            with self.strategy.scope():
+                self._pairs = pairs.PairModel(keras.Model(self.model.inputs, tensor, name="tfft_features"),
+                                              name="tfft_pairs")
+        return self._pairs
+
+    def _fitted(self, stage, callbacks):
         """What `fit` runs on for the stage `_prepare` set up: `(model, stream, callbacks)`.
-        The whole classifier on the training stream, or the head on cached features
-        (`tfft.feature_cache`) with the callbacks kept on the whole classifier."""
+        The whole classifier on the training stream; the head on cached features
+        (`tfft.feature_cache`); or, in a pairs stage, the features on the training stream
+        (`tfft.pairs`). The callbacks are kept on the whole classifier."""
+        if stage.objective == "pairs":
+            return (self._pair_model(), self.datasets.train_stream,
+                    [feature_cache.OnWholeModel(callbacks, self.model)])
         cache = self._feature_cache
         if cache is None:
             return self.model, self.datasets.train_stream, callbacks
@@ -142,7 +162,7 @@ class StageLoop:
         generators = _seed_states(self.model)
         try:
             self._prepare(stage, sweep)
-            model, stream, callbacks = self._fitted([recorder])
+            model, stream, callbacks = self._fitted(stage, [recorder])
             model.fit(stream(self.position), steps_per_epoch=1, epochs=steps,
                       class_weight=self.datasets.class_weights, shuffle=False, callbacks=callbacks, verbose=0)
         finally:
@@ -264,14 +284,18 @@ class StageLoop:
             self.stages[index] = stage
         self.stages[index] = stage
         logs = {k: float(v[-1]) for k, v in outcome.history.items()}
-        self._last_loss = logs.get("loss", self._last_loss)
         if outcome.batchnorm and self.verbose:
             print(f"recomputed the statistics of {outcome.batchnorm[0]} BatchNorm layers over "
                   f"{outcome.batchnorm[1]} training batches before each validation", flush=True)
-        report, wrong = self._validation_report()
-        if "confusion_matrix" in report:
-            self.logger.log_confusion_matrix(np.array(report["confusion_matrix"]), self.datasets.class_names, stage.name)
-        self.log_misclassified(stage, wrong)
+        if stage.objective == "pairs":  # the head is untrained: no classifier to report on
+            report = dict(accuracy=None)
+        else:
+            self._last_loss = logs.get("loss", self._last_loss)
+            report, wrong = self._validation_report()
+            if "confusion_matrix" in report:
+                self.logger.log_confusion_matrix(np.array(report["confusion_matrix"]), self.datasets.class_names,
+                                                 stage.name)
+            self.log_misclassified(stage, wrong)
         self.on_stage_end(stage, index, logs)
         end_step = int(np.asarray(self.optimizer.iterations))
         lora = {} if not self._adapted else dict(lora=dict(
@@ -292,6 +316,9 @@ class StageLoop:
             if batchnorm is not None:
                 batchnorm[:] = result
 
+        if stage.objective == "pairs":
+            return pairs.PairValidation(self.datasets.validation, self._pair_model().features,
+                                        before=recompute if precise else None, skip=skip)
         cache = self._feature_cache
         scores = self.data_task.validation_scores(self.datasets)
         if cache is not None and not precise:
@@ -328,13 +355,14 @@ class StageLoop:
         stopping = lambda: self.interruption.signal is not None or nonfinite.step is not None  # noqa: E731
         self._validation = self._new_validation(stage, batchnorm, skip=stopping)
         progress = self._progress = StageProgress(start_position, stage.steps, position=self.position)
-        guard = CollapseGuard(self._last_loss, self._chance_loss())
+        guard = (CollapseGuard(None, pairs.CHANCE) if stage.objective == "pairs" else
+                 CollapseGuard(self._last_loss, self._chance_loss()))
         nonfinite = NonFinite()
         health = training_health(self, stage, steps_left=lambda: stage.steps - progress.done, skip=stopping)
         callbacks = [self._validation, progress, guard, nonfinite, self.interruption, health, self.logger,
                      self.checkpoints]
         callbacks = [c for c in callbacks if c is not None]
-        if stage.early_stopping:
+        if stage.early_stopping and stage.objective == "classes":  # a pairs stage scores no `train.monitor`
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.recipe.train.monitor, mode=self._monitor_mode, patience=stage.early_stopping))
         callbacks += self.build_callbacks(stage, index)
@@ -343,7 +371,7 @@ class StageLoop:
             callbacks.append(StepLines(f"stage {index + 1}/{len(self.stages)} '{stage.name}'", progress,
                                        run_done=lambda: sum(s.steps for s in self.stages[:index]),
                                        run_steps=sum(s.steps for s in self.stages)))
-        model, stream, callbacks = self._fitted(callbacks)
+        model, stream, callbacks = self._fitted(stage, callbacks)
         period = self._validation_period(stage)
         history = {}
         done = progress.done
@@ -362,7 +390,7 @@ class StageLoop:
                     steps_per_epoch=steps_per_epoch,
                     initial_epoch=self._round,
                     epochs=self._round + rounds,
-                    class_weight=self.datasets.class_weights,
+                    class_weight=self.datasets.class_weights if stage.objective == "classes" else None,
                     shuffle=False,  # the stream is shuffled; Keras would only warn
                     callbacks=callbacks,
                     verbose=verbose,

@@ -171,6 +171,7 @@ class Trainer(StageLoop):
         self.interruption = Interruption(self._save_on_signal)
         self.planned_stages = None
         self._feature_cache = None  # a head-only stage's features (`tfft.feature_cache`)
+        self._pairs = None  # a pairs stage's model (`tfft.pairs`)
         self.adapters = {}  # `{group: tfft.adapters.GroupAdapters}` of the groups a stage adapts (LoRA)
         self._adapted = set()
         self._built = False
@@ -316,7 +317,8 @@ class Trainer(StageLoop):
             ]
             self.groups = backbone_groups + [LayerGroup(HEAD, head_layers)]
             self.steps_per_epoch = self.datasets.steps_per_epoch
-            self.stages = build_stages(self._resolved_schedule(), self.group_names, self.steps_per_epoch)
+            self.stages = self._with_pairs_reason(
+                build_stages(self._resolved_schedule(), self.group_names, self.steps_per_epoch))
             self.planned_stages = list(self.stages)
             # Adapters are variables a stage trains: they exist before the optimizer is built.
             self.adapters = adapters.enable(self.groups, adapter_plan(self.stages, self.group_names),
@@ -354,9 +356,42 @@ class Trainer(StageLoop):
 
             values = {k.split(".", 1)[1]: v for k, v in recommended_schedule().items()}
             schedule = dataclasses.replace(schedule, **values)
+        if schedule.pairs == "auto":
+            schedule = dataclasses.replace(schedule, pairs=self.pairs_by_default() is not None)
         if schedule.train_bn == "auto":
             return dataclasses.replace(schedule, train_bn=not self.backbone.pretrained)
         return schedule
+
+    def _with_pairs_reason(self, stages):
+        """Check that pairs stages suit the task; say in their `why` when `"auto"` chose one."""
+        if not any(stage.objective == "pairs" for stage in stages):
+            return stages
+        if not self.pairs_eligible():
+            raise RecipeError(
+                "A pairs stage pulls together examples of one class, so it needs one class per example "
+                f"(single-label classification). Received: task {self.data_task.name!r}"
+                + (" with multi-label data" if self.datasets.multi_label else "")
+                + "; set schedule.pairs=False or drop the stage's objective='pairs'.")
+        reason = self.pairs_by_default() if self.recipe.schedule.pairs == "auto" else None
+        return [dataclasses.replace(s, why=f"{reason}; {s.why}") if s.objective == "pairs" and reason else s
+                for s in stages]
+
+    def pairs_eligible(self):
+        """Whether a pairs stage suits the task: one class per example."""
+        return not self.datasets.multi_label and self.data_task.name == "classify"
+
+    def pairs_by_default(self):
+        """Why `schedule.pairs="auto"` starts the schedule with a pairs stage
+        (`tfft.pairs`), or None when it does not: a pretrained backbone, one class per
+        example, and at most the modality's `pairs_up_to` training examples per class."""
+        from tfft import modalities
+
+        up_to = modalities.get(self.recipe.data.kind).pairs_up_to
+        per_class = self.datasets.num_train / max(1, self.datasets.num_classes)
+        if not up_to or per_class > up_to or not self.backbone.pretrained or not self.pairs_eligible():
+            return None
+        return (f"schedule.pairs='auto': {per_class:.3g} training examples per class, at most {up_to} "
+                f"for data.kind={self.recipe.data.kind!r}")
 
     @property
     def current_position(self):

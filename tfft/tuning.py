@@ -155,6 +155,10 @@ def auto_candidates(recipe, trainer):
         candidates.append(Candidate("frozen_bn" if trains else "train_bn",
                                     dict(base, **{"schedule.train_bn": not trains}),
                                     "the BatchNorm policy the other way round"))
+    if modalities.get(kind).pairs_up_to and trainer.pairs_eligible():
+        on = recipe.schedule.pairs is True or (recipe.schedule.pairs == "auto" and trainer.pairs_by_default() is not None)
+        candidates.append(Candidate("no_pairs" if on else "pairs", dict(base, **{"schedule.pairs": not on}),
+                                    "the pairs stage (tfft.pairs) the other way round"))
     candidates += [Candidate(name, overrides, why) for name, overrides, why in modalities.get(kind).tune_candidates(base)]
     candidates.append(Candidate("l2_sp", dict(base, **{"train.l2_sp": 10.0}),
                                 "L2-SP: every step pulls the backbone back toward its pretrained weights"))

@@ -453,8 +453,11 @@ class RunCheckpoints(keras.callbacks.Callback):
         logs = logs or {}
         if self.skip() or not self.healthy():
             return  # a stop (signal, non-finite loss) ends the epoch early, without validation
-        value = scalar_or_none(logs.get(self.monitor))
-        if value is None and not self._warned_missing:
+        # A pairs stage (`tfft.pairs`) has no trained head yet: its validations rank nothing,
+        # whatever the monitor (its `loss` is the pair loss).
+        pairs = "val_pair_loss" in logs
+        value = None if pairs else scalar_or_none(logs.get(self.monitor))
+        if value is None and not self._warned_missing and not pairs:
             self._warned_missing = True
             warnings.warn(
                 f"The checkpoints monitor {self.monitor!r}, which is not in the epoch logs, so "

@@ -49,6 +49,8 @@ class Modality:
         tfds_feature: the TFDS feature class its files come from (`"Image"`, `"Audio"`):
             a `data.tfds` source is written as class folders (`tfft.data.tfds_files`)
             with `tfds_file`; None when the modality reads TFDS itself, or not at all.
+        pairs_up_to: training examples per class up to which `schedule.pairs="auto"`
+            starts with a pairs stage (`tfft.pairs`); 0: never (not measured to help).
     """
 
     name = None
@@ -60,6 +62,7 @@ class Modality:
     augment = {}
     strong_augment = None
     takes_applications = False
+    pairs_up_to = 0
 
     def task(self, config):
         """What a model of this modality predicts per example (`tfft.tasks`): one class

@@ -26,6 +26,8 @@ class TextModality(Modality):
     file_argument = "text"
     extensions = (".txt",)
     synthetic = "tickets"
+    # Measured in docs/benchmarks.md ("A pairs stage for few-shot text").
+    pairs_up_to = 32
     # `data.task`: the source keys of its training data.
     TASKS = {"classify": ("path", "manifest", "jsonl", "tfds"), "tokens": ("conll", "jsonl")}
 
