@@ -31,7 +31,9 @@ head = dict(pooling="avg", dropout=0.1)
 # tfft's recommendation (docs/schedules.md#recommendations), as for images and audio: the
 # head first, then the head and the top two transformer layers at a rate the learning-rate
 # finder picks, with a warmup and cosine decay (docs/benchmarks.md compares it with
-# gradual unfreezing and chain-thaw).
+# gradual unfreezing and chain-thaw). With 32 tickets per class, schedule.pairs="auto"
+# (the default) makes it SetFit's two steps: a pairs stage, where the encoder learns which
+# tickets share a class, then the head (docs/schedules.md#a-pairs-stage-for-few-examples-per-class).
 schedule = dict(
     kind="two_phase",
     lr=2e-3,

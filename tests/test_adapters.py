@@ -237,7 +237,8 @@ def test_a_keras_hub_encoder_adapts_the_layers_keras_hub_names(tmp_path):
     manifest = tmp_path / "tickets.csv"
     manifest.write_text("text,label\n" + "".join(f"{t},{label}\n" for label, texts in TICKETS.items() for t in texts))
     common = ["data.kind='text'", f"data.manifest={str(manifest)!r}", "data.sequence_length=16", "data.batch_size=4",
-              "backbone.name='minilm-l6'", "schedule.kind='two_phase'", "schedule.steps=6", "schedule.unfreeze=0"]
+              "backbone.name='minilm-l6'", "schedule.kind='two_phase'", "schedule.steps=6", "schedule.unfreeze=0",
+              "schedule.pairs=False"]  # a fine-tuning stage through adapters, not SetFit's two steps
     trainer = Trainer(Recipe().with_overrides(common + ["schedule.lora={'rank': 4}"]), verbose=0,
                                      dry_run=True)
     plan = next(stage for stage in trainer.plan() if stage.stage.name == "finetune")

@@ -87,28 +87,34 @@ def test_pair_loss_equals_a_pair_by_pair_reference():
 # --- schedules ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["two_phase", "gradual_unfreezing", "chain_thaw"])
-def test_pairs_true_starts_a_builtin_schedule_with_a_pairs_stage_within_the_same_total(kind):
-    plain = build_stages(ScheduleConfig(kind=kind, steps=200, pairs=False), NAMES, steps_per_epoch=10)
-    stages = build_stages(ScheduleConfig(kind=kind, steps=200, pairs=True), NAMES, steps_per_epoch=10)
-    assert [s.name for s in stages] == ["pairs"] + [s.name for s in plain]
-    assert [s.objective for s in stages] == ["pairs"] + ["classes"] * len(plain)
-    assert stages[0].steps == 80  # pair_share 0.4
+def test_pairs_true_makes_two_phase_a_pairs_stage_then_the_head_within_the_same_total():
+    plain = build_stages(ScheduleConfig(kind="two_phase", steps=200, pairs=False), NAMES, steps_per_epoch=10)
+    stages = build_stages(ScheduleConfig(kind="two_phase", steps=200, pairs=True), NAMES, steps_per_epoch=10)
+    assert [(s.name, s.objective, s.steps) for s in stages] == [("pairs", "pairs", 100), ("head", "classes", 100)]
     assert sum(s.steps for s in stages) == sum(s.steps for s in plain) == 200
     assert stages[0].trained_groups(NAMES) == set(NAMES)  # every backbone group, not the head
-    assert stages[0].lr == 2e-5  # schedule.pair_lr's default, never the finder
-    assert stages[1].trained_groups(NAMES) == {"head"}
+    assert stages[0].lr == 2e-5 and stages[0].shape == "constant"  # SetFit's rate, held; never the finder
+    assert stages[1].trained_groups(NAMES) == {"head"} and stages[1].lr == plain[0].lr
 
 
-def test_pairs_stage_takes_its_share_and_rate_and_the_head_stage_its_share_of_the_rest():
+@pytest.mark.parametrize("kind", ["gradual_unfreezing", "chain_thaw"])
+def test_pairs_true_refuses_the_schedules_that_unfreeze_for_cross_entropy(kind):
+    with pytest.raises(RecipeError, match=rf"Received: schedule.kind='{kind}', schedule.pairs=True"):
+        build_stages(ScheduleConfig(kind=kind, steps=200, pairs=True), NAMES, steps_per_epoch=10)
+
+
+def test_pairs_stage_takes_its_share_and_rate_and_the_head_stage_the_rest():
     stages = build_stages(ScheduleConfig(kind="two_phase", steps=100, pairs=True, pair_share=0.3, pair_lr=1e-3),
                           NAMES, steps_per_epoch=10)
-    assert [(s.name, s.steps) for s in stages] == [("pairs", 30), ("head", 23), ("finetune", 47)]
+    assert [(s.name, s.steps) for s in stages] == [("pairs", 30), ("head", 70)]
     assert stages[0].lr == 1e-3
-    assert [s.epochs for s in stages] == [3.0, 2.3, 4.7]
+    assert [s.epochs for s in stages] == [3.0, 7.0]
     # The default budget (a floor of 400 steps on small data) is shared the same way.
     default = build_stages(ScheduleConfig(pairs=True), NAMES, steps_per_epoch=4)
-    assert sum(s.steps for s in default) == 400 and default[0].steps == 160
+    assert [s.steps for s in default] == [200, 200]
+    # A head length given wins; the pairs stage takes the rest.
+    given = build_stages(ScheduleConfig(steps=100, head_steps=10, pairs=True), NAMES, steps_per_epoch=10)
+    assert [(s.name, s.steps) for s in given] == [("pairs", 90), ("head", 10)]
 
 
 def test_pairs_auto_builds_no_pairs_stage_for_the_trainer_to_decide():
@@ -128,8 +134,10 @@ def test_bad_pairs_settings_are_refused_naming_the_key(key, value):
 
 
 def test_a_schedule_too_short_for_a_pairs_stage_and_a_head_stage_is_refused():
-    with pytest.raises(RecipeError, match=r"leave no step after the pairs stage \(2 steps\) and the head stage"):
-        build_stages(ScheduleConfig(kind="two_phase", steps=3, pairs=True, pair_share=0.5), NAMES, 10)
+    with pytest.raises(RecipeError, match=r"The schedule's 1 steps leave no step for the pairs stage"):
+        build_stages(ScheduleConfig(kind="two_phase", steps=1, pairs=True), NAMES, 10)
+    with pytest.raises(RecipeError, match=r"The schedule's 3 steps leave no step for the head stage"):
+        build_stages(ScheduleConfig(kind="two_phase", steps=3, pairs=True, pair_share=0.9), NAMES, 10)
 
 
 def test_pairs_true_asks_a_custom_schedule_for_a_stage_of_its_own():
@@ -153,10 +161,10 @@ def test_custom_stages_take_an_objective_and_refuse_an_unknown_one():
 # --- a real run --------------------------------------------------------------------------
 
 # 128 training points of 4 classes, 8 batches an epoch: the pairs stage runs steps 1-16
-# (validated at 8 and 16), the head 17-24, the backbone 25-40; a checkpoint every 3 steps
-# between validations (3, 6, 8, 11, 14, 16, ...).
+# (validated at 8 and 16), the head 17-40; a checkpoint every 3 steps between validations
+# (3, 6, 8, 11, 14, 16, ...).
 RUN = ["data.batch_size=16", "schedule.pairs=True", "schedule.steps=40", "schedule.pair_lr=0.003",
-       "schedule.finetune_lr=0.003", "train.checkpoint_every=3", "output.log_every=1"]
+       "schedule.pair_share=0.4", "train.checkpoint_every=3", "output.log_every=1"]
 PAIR_STEPS = 16
 HEAD = ("head_logits/kernel", "head_logits/bias")
 
@@ -200,8 +208,8 @@ def pairs_run(tmp_path_factory):
 
 def test_the_pairs_stage_moves_the_backbone_and_leaves_the_head_bit_identical(pairs_run):
     trainer, metrics, _ = pairs_run
-    assert [s.name for s in trainer.stages] == ["pairs", "head", "finetune"]
-    assert [s["steps_run"] for s in metrics["stages"]] == [16, 8, 16]
+    assert [s.name for s in trainer.stages] == ["pairs", "head"]
+    assert [s["steps_run"] for s in metrics["stages"]] == [16, 24]
     moved = _moved(trainer.begin[0], trainer.end[0])
     assert moved == {"low_dense/kernel", "low_dense/bias", "high_dense/kernel", "high_dense/bias"}
     for path in HEAD:
@@ -291,20 +299,23 @@ def test_auto_starts_few_shot_text_with_a_pairs_stage_up_to_32_examples_per_clas
     trainer = _text_trainer(tiny_bert, 32)
     # A preset's weights count as pretrained, random as the tiny BERT's are.
     assert trainer.backbone.pretrained and trainer.datasets.num_train == 64
-    assert [(s.name, s.objective, s.steps) for s in trainer.stages][0] == ("pairs", "pairs", 16)
-    assert sum(s.steps for s in trainer.stages) == 40
+    assert [(s.name, s.objective, s.steps) for s in trainer.stages] == [("pairs", "pairs", 20), ("head", "classes", 20)]
     assert trainer.stages[0].why.startswith(
         "schedule.pairs='auto': 32 training examples per class, at most 32 for data.kind='text'; ")
     assert trainer.stages[0].trained_groups(trainer.group_names) == set(trainer.group_names) - {"head"}
 
 
-@pytest.mark.parametrize("per_class, overrides", [(33, ()), (8, ("backbone.weights=None",)),
-                                                  (8, ("schedule.pairs=False",))])
-def test_auto_leaves_text_without_pairs_above_32_per_class_or_without_pretrained_weights(tiny_bert, per_class,
-                                                                                        overrides):
+@pytest.mark.parametrize("per_class, overrides, names", [
+    (33, (), ["head", "finetune"]),
+    (8, ("backbone.weights=None",), ["head", "finetune"]),
+    (8, ("schedule.pairs=False",), ["head", "finetune"]),
+    (8, ("schedule.kind='gradual_unfreezing'",), ["head", "unfreeze_transformer_layer_1", "unfreeze_transformer_layer_0",
+                                                  "unfreeze_embeddings"])])
+def test_auto_leaves_text_without_pairs_above_32_per_class_without_pretrained_weights_or_two_phase(
+        tiny_bert, per_class, overrides, names):
     trainer = _text_trainer(tiny_bert, per_class, *overrides)
     assert trainer.datasets.num_train == 2 * per_class
-    assert [s.name for s in trainer.stages] == ["head", "finetune"]
+    assert [s.name for s in trainer.stages] == names
 
 
 def test_pairs_true_refuses_multi_label_data_and_auto_leaves_it_alone(tiny_bert):
@@ -373,9 +384,9 @@ def test_a_run_killed_inside_the_pairs_stage_resumes_to_the_uninterrupted_weight
     metrics = resumed.run()
     printed = capsys.readouterr().out
     assert "from its checkpoint at global step 11 (stage 1 'pairs'" in printed
-    assert "stage 1/3 'pairs': resuming at step 12 of 16" in printed
+    assert "stage 1/2 'pairs': resuming at step 12 of 16" in printed
     whole, reference, _ = pairs_run
-    assert [s["steps_run"] for s in metrics["stages"]] == [16, 8, 16]
+    assert [s["steps_run"] for s in metrics["stages"]] == [16, 24]
     assert metrics["stages"][0]["val_pair_loss"] == reference["stages"][0]["val_pair_loss"]
     final, expected = _weights(resumed.model), _weights(whole.model)
     assert final.keys() == expected.keys()

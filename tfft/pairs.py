@@ -4,9 +4,8 @@ With tens of examples per class, cross-entropy through a new head barely reshape
 pretrained encoder: the head fits the few examples on features that were never made for
 these classes. SetFit (Tunstall et al., 2022) trains the encoder first on pairs of training
 examples: the cosine of two examples' pooled features is pulled to 1 when they share a
-class and to 0 when they do not; only then is a classifier fitted on the features. On the
-man-page benchmark (7 sections, 10 pages each) that step moves a logistic regression on
-MiniLM's features from 0.41 to 0.65 test accuracy (docs/benchmarks.md).
+class and to 0 when they do not; only then is a classifier fitted on the features
+(docs/benchmarks.md measures it on man pages, 7 sections of 10 pages each).
 
 SetFit draws its pairs up front. Here every batch of the ordinary training stream gives
 all its pairs at once (16 examples, 120 pairs), so a pairs stage reads the same data, in
@@ -15,7 +14,8 @@ loss is SetFit's squared cosine error, averaged over the batch's same-class pair
 its other pairs separately and weighted half and half, so that the classes' number does not
 decide how much the pulling weighs against the pushing.
 
-A pairs stage is a `tfft.Stage` with `objective="pairs"`. The Trainer fits a `PairModel`
+A pairs stage is a `tfft.Stage` with `objective="pairs"` (`schedule.pairs` makes
+`two_phase` a pairs stage and a head stage). The Trainer fits a `PairModel`
 (the classifier's layers up to the head's input, the head left out) in the stage's place;
 its validations score the same loss on the validation split (`val_pair_loss`) and never
 rank checkpoints, since the classifier's head has not been trained yet.

@@ -14,6 +14,9 @@ The built-in schedules:
   then all.
 - `custom`: the stages you write.
 
+With `pairs`, `two_phase` is SetFit's two steps: a pairs stage (`tfft.pairs`), where the
+backbone learns from pairs of training examples which share a class, then the head.
+
 Every length is in optimizer steps, resolved from epochs (fractions included) or steps, so a
 stage may be shorter than an epoch and a small data set still gets enough steps.
 
@@ -42,9 +45,8 @@ FIND = "find"  # a stage rate chosen by the learning-rate finder when the stage 
 DEFAULT_EPOCHS = 6
 # Share of the budget the head stage takes when its length is not given.
 HEAD_SHARE = {"two_phase": 1 / 3, "gradual_unfreezing": 1 / 4, "chain_thaw": 1 / 4}
-# Share of the total a pairs stage takes when the schedule starts with one; the head and
-# backbone stages share the rest as above.
-PAIR_SHARE = 0.4
+# Share of the total the pairs stage of `two_phase` with `pairs` takes; the head the rest.
+PAIR_SHARE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,12 +203,14 @@ class ScheduleConfig:
         lora: None, or `dict(rank=8, alpha=16, groups=[...])`: every backbone stage trains
             the groups named (default: each stage's trained backbone groups) through
             low-rank adapters (`tfft.lora`); a custom stage's own `lora` key overrides it.
-        pairs: start a built-in schedule with a pairs stage (`tfft.pairs`): every backbone
-            group learns, from pairs of training examples, which share a class, before the
-            head trains. True, False, or `"auto"`: the Trainer turns it on for few examples
-            per class where it was measured to help (`Modality.pairs_up_to`).
-        pair_lr: the pairs stage's peak rate (SetFit's 2e-5).
-        pair_share: the pairs stage's share of the total, when on.
+        pairs: `two_phase` as SetFit's two steps: a pairs stage (`tfft.pairs`), every
+            backbone group learning from pairs of training examples which share a class,
+            then the head. True, False, or `"auto"`: the Trainer turns it on for
+            `two_phase` with few examples per class where it was measured to help
+            (`Modality.pairs_up_to`).
+        pair_lr: the pairs stage's rate (SetFit's 2e-5), held constant.
+        pair_share: the pairs stage's share of the total when the head's length is not
+            given; the head stage takes the rest.
 
     Example:
         >>> ScheduleConfig(kind="gradual_unfreezing", epochs=3, decay=1 / 2.6)
@@ -324,6 +328,11 @@ def build_stages(config, names, steps_per_epoch):
     common = dict(train_bn=config.train_bn is True, early_stopping=config.early_stopping)
     backbone = dict(common, shape=config.shape, warmup=config.warmup, decay=config.decay,
                     lora=lora_from_recipe(config.lora))
+    if config.pairs is True and config.kind in ("gradual_unfreezing", "chain_thaw"):
+        raise RecipeError(f"schedule.pairs=True makes two_phase's backbone phase a pairs stage; "
+                          f"schedule.kind={config.kind!r} unfreezes groups for cross-entropy instead. Use "
+                          f"schedule.kind='two_phase' or schedule.pairs=False. Received: schedule.kind={config.kind!r}, "
+                          "schedule.pairs=True")
     if config.kind == "custom":
         if config.pairs is True:
             raise RecipeError("schedule.pairs=True puts a pairs stage in front of a built-in schedule; a custom "
@@ -340,24 +349,42 @@ def build_stages(config, names, steps_per_epoch):
     return [dataclasses.replace(s, epochs=s.steps / budget.per_epoch) for s in stages]
 
 
-def _builtin(config, names, budget, common, backbone):
+def _pairs_then_head(config, budget, common, backbone):
+    """`two_phase` with `pairs`: SetFit's two steps, the backbone on pairs of training
+    examples, then the head on the features they shaped. No cross-entropy stage trains the
+    backbone after them: the head fits the few examples already, and fine-tuning on them
+    lowered test accuracy on every measured run (docs/benchmarks.md)."""
     total, total_why = budget.total()
-    if config.pairs is not True:  # "auto" is the Trainer's to resolve
-        return _classifier_stages(config, names, budget, common, backbone, total, total_why)
-    steps = max(1, int(round(total * config.pair_share)))
-    _check_rest(config, total - steps - 1, total, f"the pairs stage ({steps} steps) and the head stage")
-    pairs = Stage(
-        "pairs", steps, ("backbone",), config.pair_lr, objective="pairs",
-        why=f"schedule.pair_share={config.pair_share:g} of the total ({total_why})",
-        purpose="every backbone group on pairs of training examples, their pooled features pulled together when "
-                "they share a class and apart when not (SetFit), so that the head starts from features that "
-                "separate these classes", **backbone)
-    rest_why = f"{total - steps} steps the pairs stage leaves of {total_why}"
-    return [pairs] + _classifier_stages(config, names, budget, common, backbone, total - steps, rest_why)
+    head = budget.given("head_steps", "head_epochs")
+    if head is None:
+        steps = int(round(total * config.pair_share))
+        pairs_why = f"schedule.pair_share={config.pair_share:g} of the total ({total_why})"
+        head = (total - steps, f"the rest of the total ({total_why})")
+    else:
+        steps, pairs_why = total - head[0], f"the rest of the total ({total_why})"
+    if steps < 1 or head[0] < 1:
+        raise RecipeError(f"The schedule's {total} steps leave no step for the {'pairs' if steps < 1 else 'head'} "
+                          "stage: raise schedule.epochs or schedule.steps, or change schedule.pair_share or the "
+                          "head stage's length.")
+    # SetFit's rate held, not decayed: a rate falling to zero moved MiniLM half as far in the
+    # same steps, and scored lower (docs/benchmarks.md).
+    return [
+        Stage("pairs", steps, ("backbone",), config.pair_lr, objective="pairs", why=pairs_why,
+              purpose="every backbone group on pairs of training examples, their pooled features pulled together "
+                      "when they share a class and apart when not (SetFit), so that the classes separate before "
+                      "the head exists", **dict(backbone, shape="constant", warmup=0.0)),
+        Stage("head", head[0], (HEAD,), config.lr, shape=config.head_shape, why=head[1],
+              purpose="the new head on the features the pairs stage shaped (SetFit's second step); no stage "
+                      "fine-tunes the backbone on cross-entropy after it: the head fits the few examples already",
+              **common),
+    ]
 
 
-def _classifier_stages(config, names, budget, common, backbone, total, total_why):
+def _builtin(config, names, budget, common, backbone):
     kind = config.kind
+    if config.pairs is True:
+        return _pairs_then_head(config, budget, common, backbone)
+    total, total_why = budget.total()
     head = budget.given("head_steps", "head_epochs")
     if head is None:
         head = (max(1, int(round(total * HEAD_SHARE[kind]))), f"{HEAD_SHARE[kind]:.2g} of the total ({total_why})")

@@ -9,6 +9,9 @@ very steps an uninterrupted run would. Around `fit`:
 - `CollapseGuard` rolls a stage back to its start and retries it at a third of the rate;
 - `NonFinite` stops at a NaN loss (the trainer then stops or rolls back, `train.on_nan`);
 - `Interruption` turns SIGTERM/SIGINT into a checkpoint at the end of the step.
+
+A pairs stage (`tfft.pairs`) fits the classifier's layers up to the head's input on pairs
+of training examples instead, its validations scoring the pair loss and ranking nothing.
 """
 
 import dataclasses

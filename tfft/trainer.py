@@ -381,14 +381,16 @@ class Trainer(StageLoop):
         return not self.datasets.multi_label and self.data_task.name == "classify"
 
     def pairs_by_default(self):
-        """Why `schedule.pairs="auto"` starts the schedule with a pairs stage
-        (`tfft.pairs`), or None when it does not: a pretrained backbone, one class per
-        example, and at most the modality's `pairs_up_to` training examples per class."""
+        """Why `schedule.pairs="auto"` makes `two_phase` a pairs stage and a head stage
+        (`tfft.pairs`), or None when it does not: the recommended `two_phase`, a pretrained
+        backbone, one class per example, and at most the modality's `pairs_up_to` training
+        examples per class."""
         from tfft import modalities
 
         up_to = modalities.get(self.recipe.data.kind).pairs_up_to
         per_class = self.datasets.num_train / max(1, self.datasets.num_classes)
-        if not up_to or per_class > up_to or not self.backbone.pretrained or not self.pairs_eligible():
+        if (not up_to or per_class > up_to or self.recipe.schedule.kind not in ("two_phase", "auto")
+                or not self.backbone.pretrained or not self.pairs_eligible()):
             return None
         return (f"schedule.pairs='auto': {per_class:.3g} training examples per class, at most {up_to} "
                 f"for data.kind={self.recipe.data.kind!r}")
