@@ -40,6 +40,7 @@ trained once (seed 0) and kept in the work directory.
     python bench/transfer_real.py --sets icons --seeds 1 --arms tfft,keras_guide
     python bench/transfer_real.py --sets manpages --arms tfft,tfft_lora --seeds 3   # LoRA against full
     python bench/transfer_real.py --sets manpages --arms contrastive,scratch          # SetFit, TF-IDF
+    python bench/transfer_real.py --sets manpages --arms tfft --seeds 1 --shots 30   # 30 pages a section
     python bench/transfer_real.py --quick              # a smoke run of every step
 
 The last line of output is one JSON object: per set and arm, the test accuracy of each seed,
@@ -91,9 +92,11 @@ def release():
     gc.collect()
 
 
-def build(name, seed):
-    return {"icons": real_data.build_icons, "manpages": real_data.build_manpages,
-            "words": real_data.build_words}[name](seed=seed)
+def build(name, seed, shots=None):
+    """The splits of set `name` for `seed`, with `shots` target examples per class (None:
+    the set's own default)."""
+    builder = {"icons": real_data.build_icons, "manpages": real_data.build_manpages, "words": real_data.build_words}[name]
+    return builder(seed=seed) if shots is None else builder(seed=seed, shots=shots)
 
 
 def data_overrides(name, train, test):
@@ -385,6 +388,8 @@ def parse_args(argv=None):
     parser.add_argument("--first-seed", type=int, default=0,
                         help="run seeds first-seed .. first-seed + seeds - 1 (to add seeds to an earlier run)")
     parser.add_argument("--workdir", default=os.path.expanduser("~/.cache/tfft-bench/transfer_real"))
+    parser.add_argument("--shots", type=int, default=None,
+                        help="target training examples per class (default: each set's own: 10, 10 and 5)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, short pretraining, short runs")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a recipe override for the tfft arms (repeatable), e.g. schedule.unfreeze=0; "
@@ -409,7 +414,7 @@ def main(argv=None):
         source = None if name == "manpages" else pretrain(name, args.workdir, args.quick)
         per_arm = {arm: [] for arm in args.arms}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            sets = build(name, seed)
+            sets = build(name, seed, args.shots)
             tfft_steps = None
             # tfft runs first, also when not asked for, if a baseline takes its steps as budget.
             budget = {"tfft", "keras_guide"} | ({"scratch"} if name != "manpages" else set())

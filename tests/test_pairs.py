@@ -396,3 +396,15 @@ def test_a_run_killed_inside_the_pairs_stage_resumes_to_the_uninterrupted_weight
     assert len(optimizer) == len(whole.optimizer.variables)
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(optimizer, whole.optimizer.variables))
     assert _loss_steps(str(run)) == list(range(1, 41)) == _loss_steps(whole.out_dir)
+
+
+@pytest.mark.parametrize("per_class, flipped, unfrozen", [(8, "no_pairs", False), (33, "pairs", True)])
+def test_auto_tries_the_pairs_stage_the_other_way_round_and_no_unfreeze_depth_it_would_not_use(
+        tiny_bert, per_class, flipped, unfrozen):
+    from tfft import tuning
+
+    trainer = _text_trainer(tiny_bert, per_class)
+    names = {c.name: c.values for c in tuning.auto_candidates(trainer.recipe, trainer)}
+    assert names[flipped] == {"schedule.kind": "two_phase", "schedule.pairs": flipped == "pairs"}
+    # With pairs on, two_phase trains no top groups: schedule.unfreeze=0 would be the recommended run again.
+    assert ("all_groups" in names) == unfrozen

@@ -335,7 +335,7 @@ def build_stages(config, names, steps_per_epoch):
                           "schedule.pairs=True")
     if config.kind == "custom":
         if config.pairs is True:
-            raise RecipeError("schedule.pairs=True puts a pairs stage in front of a built-in schedule; a custom "
+            raise RecipeError("schedule.pairs=True makes two_phase a pairs stage and a head stage; a custom "
                               "schedule writes its own: a stage with objective='pairs'. Received: "
                               "schedule.kind='custom', schedule.pairs=True")
         if not config.stages:
@@ -366,7 +366,7 @@ def _pairs_then_head(config, budget, common, backbone):
         raise RecipeError(f"The schedule's {total} steps leave no step for the {'pairs' if steps < 1 else 'head'} "
                           "stage: raise schedule.epochs or schedule.steps, or change schedule.pair_share or the "
                           "head stage's length.")
-    # SetFit's rate held, not decayed: a rate falling to zero moved MiniLM half as far in the
+    # SetFit's rate held, not decayed: a rate falling to zero trained the encoder less in the
     # same steps, and scored lower (docs/benchmarks.md).
     return [
         Stage("pairs", steps, ("backbone",), config.pair_lr, objective="pairs", why=pairs_why,

@@ -144,10 +144,12 @@ def auto_candidates(recipe, trainer):
     groups = trainer.group_names
     base = recommended_schedule()
     unfreeze = recipe.schedule.unfreeze
+    pairs = bool(modalities.get(kind).pairs_up_to) and trainer.pairs_eligible()
+    on = recipe.schedule.pairs is True or (recipe.schedule.pairs == "auto" and trainer.pairs_by_default() is not None)
     candidates = [Candidate("recommended", dict(base), "the recommended schedule")]
     candidates.append(Candidate("gradual_unfreezing", dict(base, **{"schedule.kind": "gradual_unfreezing"}),
                                 "one more group from the top per stage (ULMFiT)"))
-    if unfreeze != 0 and len(groups) > 1:
+    if unfreeze != 0 and len(groups) > 1 and not on:  # with pairs, no stage unfreezes top groups
         candidates.append(Candidate("all_groups", dict(base, **{"schedule.unfreeze": 0}),
                                     f"every group trains in the second phase, not the top {unfreeze}"))
     if trainer.has_batchnorm:
@@ -155,8 +157,7 @@ def auto_candidates(recipe, trainer):
         candidates.append(Candidate("frozen_bn" if trains else "train_bn",
                                     dict(base, **{"schedule.train_bn": not trains}),
                                     "the BatchNorm policy the other way round"))
-    if modalities.get(kind).pairs_up_to and trainer.pairs_eligible():
-        on = recipe.schedule.pairs is True or (recipe.schedule.pairs == "auto" and trainer.pairs_by_default() is not None)
+    if pairs:
         candidates.append(Candidate("no_pairs" if on else "pairs", dict(base, **{"schedule.pairs": not on}),
                                     "the pairs stage (tfft.pairs) the other way round"))
     candidates += [Candidate(name, overrides, why) for name, overrides, why in modalities.get(kind).tune_candidates(base)]
