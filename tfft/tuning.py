@@ -147,6 +147,9 @@ def auto_candidates(recipe, trainer):
     pairs = bool(modalities.get(kind).pairs_up_to) and trainer.pairs_eligible()
     on = recipe.schedule.pairs is True or (recipe.schedule.pairs == "auto" and trainer.pairs_by_default() is not None)
     candidates = [Candidate("recommended", dict(base), "the recommended schedule")]
+    if pairs:  # second: with pairs on, its sweep finds the finetune_lr the staged candidates reuse
+        candidates.append(Candidate("no_pairs" if on else "pairs", dict(base, **{"schedule.pairs": not on}),
+                                    "the pairs stage (tfft.pairs) the other way round"))
     candidates.append(Candidate("gradual_unfreezing", dict(base, **{"schedule.kind": "gradual_unfreezing"}),
                                 "one more group from the top per stage (ULMFiT)"))
     if unfreeze != 0 and len(groups) > 1 and not on:  # with pairs, no stage unfreezes top groups
@@ -157,9 +160,6 @@ def auto_candidates(recipe, trainer):
         candidates.append(Candidate("frozen_bn" if trains else "train_bn",
                                     dict(base, **{"schedule.train_bn": not trains}),
                                     "the BatchNorm policy the other way round"))
-    if pairs:
-        candidates.append(Candidate("no_pairs" if on else "pairs", dict(base, **{"schedule.pairs": not on}),
-                                    "the pairs stage (tfft.pairs) the other way round"))
     candidates += [Candidate(name, overrides, why) for name, overrides, why in modalities.get(kind).tune_candidates(base)]
     candidates.append(Candidate("l2_sp", dict(base, **{"train.l2_sp": 10.0}),
                                 "L2-SP: every step pulls the backbone back toward its pretrained weights"))
@@ -188,7 +188,7 @@ class _Search:
         self.steps = steps
         self.lengths = lengths
         self.results = []
-        self.found = {}  # the rates the first trial's finder chose, as recipe values
+        self.found = {}  # the first rate the finder chose for each key, as recipe values
 
     def tuner(self, oracle, values_of):
         import keras_tuner
@@ -202,8 +202,8 @@ class _Search:
                 try:
                     result, found = score_candidate(search.recipe, values, search.steps, search.trainer_class, out,
                                                     lengths=search.lengths)
-                    if not search.results:
-                        search.found = found
+                    for key, rate in found.items():  # the first rate found for a key serves later trials
+                        search.found.setdefault(key, rate)
                 except TfftError as error:
                     raise keras_tuner.errors.FatalError(f"{type(error).__name__}: {error}") from error
                 result.name = name
@@ -260,7 +260,7 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
             print(f"  trying '{candidate.name}': {candidate.why}", flush=True)
         values = dict(candidate.values)
         if search.results:
-            # The first trial's learning-rate sweeps serve them all: one sweep, not one each.
+            # A rate the finder found in an earlier trial serves the later ones: one sweep, not one each.
             values.update(search.found)
         return candidate.name, values
 
