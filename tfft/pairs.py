@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfft import evaluation
+from tfft.callbacks.validation import Validation
 
 # The loss of features that carry no information (every cosine 0): a same-class pair is
 # off by 1, another pair by 0, each half of the loss.
@@ -104,10 +105,11 @@ class PairModel(keras.Model):
         return {"loss": self.tracker.result()}
 
 
-class PairValidation(keras.callbacks.Callback):
+class PairValidation(Validation):
     """The validation of a pairs stage: `pair_loss` over the validation split's batches,
     as `val_pair_loss` in the epoch logs (the classifier's head is not trained yet, so its
-    accuracy says nothing).
+    accuracy says nothing). Runs as `Validation` does, `before` (precise BatchNorm) and
+    `skip` included.
 
     Args:
         dataset: batched `(x, y)` validation data.
@@ -120,12 +122,8 @@ class PairValidation(keras.callbacks.Callback):
     """
 
     def __init__(self, dataset, features, before=None, skip=None):
-        super().__init__()
-        self.dataset = dataset
+        super().__init__(dataset, loss=None, before=before, skip=skip)
         self.features = features
-        self.before = before
-        self.skip = skip or (lambda: False)
-        self.last = None  # a pairs stage has no classifier scores to reuse
 
     def score(self):
         """The pair loss of each validation batch, averaged weighted by its pairs."""
@@ -138,12 +136,3 @@ class PairValidation(keras.callbacks.Callback):
             weights.append(size * (size - 1))
             start += size
         return {"pair_loss": float(np.average(losses, weights=weights)) if sum(weights) else float("nan")}
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.skip():
-            return
-        if self.before is not None:
-            self.before()
-        values = self.score()
-        if logs is not None:
-            logs.update({f"val_{name}": value for name, value in values.items()})
