@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from tensorboard.plugins.hparams import api_pb2
@@ -168,3 +169,81 @@ def test_trials_keep_the_recipes_proportions():
                        "schedule.head_epochs": None}
     assert trial_lengths(ScheduleConfig(stage_steps=50), 10, 400, 40)["schedule.stage_steps"] == 5
     assert trial_lengths(ScheduleConfig(), 10, 400, 40) == {"schedule.steps": 40, "schedule.epochs": None}
+
+
+def _trial(name, accuracy, loss=1.0, examples=14):
+    return tuning.TrialResult(name, {}, 10, accuracy, loss, 1.0, examples=examples)
+
+
+@pytest.mark.parametrize("gained, lost, clear", [
+    (1, 0, False),  # one example never decides
+    (2, 0, True),
+    (3, 1, False),  # +2 against sqrt(4) = 2: not more than one standard error
+    (4, 1, True),
+    (30, 24, False),  # +6 against sqrt(54) = 7.3 on a large fold
+    (30, 20, True),  # +10 against sqrt(50) = 7.1
+])
+def test_a_challenger_must_win_by_more_than_the_folds_noise(gained, lost, clear):
+    default = _trial("recommended", 0.5, examples=1000)
+    challenger = _trial("other", 0.5 + (gained - lost) / 1000, examples=1000)
+    challenger.gained, challenger.lost = gained, lost
+    assert tuning.clearly_better(challenger, default) is clear
+
+
+def test_auto_keeps_the_recommendation_unless_a_challenger_wins_clearly():
+    n = 14
+    right = set(range(n))
+    wrong = {"recommended": {0, 1, 2, 3, 4, 5},       # 8 of 14 right
+             "one_more": {0, 1, 2, 3, 4},             # +1 −0: the best score, within the noise
+             "lower_loss": {0, 1, 2, 3, 4, 5},        # the same examples, a lower loss
+             "worse": {0, 1, 2, 3, 4, 5, 6, 7}}
+    results = [_trial(name, len(right - missed) / n, loss=0.5 if name == "lower_loss" else 1.0)
+               for name, missed in wrong.items()]
+    tuning.compare(results, wrong, "recommended")
+    assert [(r.gained, r.lost) for r in results] == [(0, 0), (1, 0), (0, 0), (0, 2)]
+    assert tuning._choose(results).name == "one_more"  # what the best score alone picks
+    assert tuning.choose_auto(results).name == "recommended"
+    note = tuning.choice_note(results, "recommended")
+    assert note.startswith("'one_more' scored higher but got 1 held-out examples of 14 right that 'recommended' "
+                           "got wrong and 0 the other way round") and note.endswith("so 'recommended' stays")
+    # Two more examples right, none lost: clear. Of two clear challengers the better score wins.
+    wrong["clear"] = {0, 1, 2, 3}
+    wrong["clearer"] = {0, 1, 2}
+    results += [_trial("clear", 10 / n), _trial("clearer", 11 / n)]
+    tuning.compare(results, wrong, "recommended")
+    assert tuning.choose_auto(results).name == "clearer" and tuning.choice_note(results, "clearer") == ""
+    table = tuning.results_table(results, "clearer")
+    assert "| +/− vs recommended |" in table and "| clearer (chosen) |" in table and "| +3 −0 |" in table
+
+
+class Overlapping(BlobTrainer):
+    blobs = dict(BlobTrainer.blobs, spread=4.0)
+
+
+def test_a_run_records_which_validation_examples_its_model_gets_wrong(tmp_path):
+    recipe = Recipe().with_overrides(["data.batch_size=16", "schedule.min_steps=24", "schedule.lr=0.01",
+                                      "schedule.finetune_lr=0.003"])
+    trainer = Overlapping(recipe, out_dir=str(tmp_path / "run"), verbose=0)
+    metrics = trainer.run()
+    n = metrics["num_examples"]
+    assert 0 < len(trainer.final_wrong) < n and trainer.final_wrong <= set(range(n))
+    assert len(trainer.final_wrong) == round((1 - metrics["accuracy"]) * n)
+    # The final model's: the best validation's predictions when those weights were restored.
+    scores = (np.load(tmp_path / "run" / "checkpoints" / "best" / "scores.npz") if metrics["best"]["restored"]
+              else {"labels": trainer._validation.last.labels, "logits": trainer._validation.last.logits})
+    assert trainer.final_wrong == set(np.flatnonzero(np.argmax(scores["logits"], -1) != scores["labels"]).tolist())
+
+
+def test_run_auto_keeps_the_recommendation_when_every_challenger_is_one_example_ahead(tmp_path, monkeypatch):
+    def scored(recipe, values, steps, trainer_class, out_dir, holdout=tuning.HOLDOUT, lengths=None):
+        first = not os.path.exists(tmp_path / "scored")
+        (tmp_path / "scored").touch()
+        missed = frozenset(range(6) if first else range(5))  # each later trial: one more example right
+        return _trial("", (14 - len(missed)) / 14), {}, missed
+
+    monkeypatch.setattr(tuning, "score_candidate", scored)
+    winner, results, _, _ = tuning.run_auto(Recipe().with_overrides(AUTO), BlobTrainer, str(tmp_path / "run"),
+                                            verbose=0)
+    assert results[0].name == "recommended" and len(results) > 3
+    assert all((r.gained, r.lost) == (1, 0) for r in results[1:])
+    assert winner.name == "recommended"

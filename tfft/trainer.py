@@ -166,6 +166,7 @@ class Trainer(StageLoop):
         self.task = None
         self._scratch = None
         self.search = None
+        self.final_wrong = None  # after `run`: indices of the validation examples the final model gets wrong
         self.checkpoints = None
         self.store = None
         self.interruption = Interruption(self._save_on_signal)
@@ -723,11 +724,12 @@ class Trainer(StageLoop):
         winner, results, cost, full = tuning.run_auto(self.recipe, type(self), self.out_dir, verbose=self.verbose,
                                                       before=lambda: os.makedirs(self.out_dir, exist_ok=True))
         table = tuning.results_table(results, winner.name)
+        note = tuning.choice_note(results, winner.name)
         if self.verbose:
-            print(f"schedule.kind='auto' chose '{winner.name}' ({winner.why}) on the held-out fold:\n{table}",
-                  flush=True)
-        self.search = dict(chosen=winner.name, why=winner.why, values=winner.values, steps=cost, run_steps=full,
-                           cost=cost / full, holdout=tuning.HOLDOUT,
+            print(f"schedule.kind='auto' chose '{winner.name}' ({winner.why}) on the held-out fold:\n{table}"
+                  + (f"\n{note}" if note else ""), flush=True)
+        self.search = dict(chosen=winner.name, why=winner.why, note=note, values=winner.values, steps=cost,
+                           run_steps=full, cost=cost / full, holdout=tuning.HOLDOUT,
                            trials=[dataclasses.asdict(r) for r in results], table=table)
         self._given_recipe = self.recipe
         self.recipe = self.recipe.with_overrides(tuning.as_overrides(winner.values))
@@ -779,8 +781,9 @@ class Trainer(StageLoop):
         self.logger.log_hparams(self.recipe.to_dict(), metrics=["val_loss", "val_accuracy", "loss", "accuracy"]
                                 + [f"final/{name}" for name in self._final_metrics()])
         if self.search is not None:
+            note = f"\n\n{self.search['note']}" if self.search.get("note") else ""
             self.logger.log_text("search", f"**{self.search.get('why', 'search')}**: chose `{self.search['chosen']}`"
-                                 f"\n\n{self.search.get('table', '')}", step=step)
+                                 f"\n\n{self.search.get('table', '')}{note}", step=step)
 
     def _final_metrics(self):
         """The report's figures the hparams dashboard shows for the final model: the task's
@@ -834,14 +837,14 @@ class Trainer(StageLoop):
             self.logger, f"misclassified/{stage.name}", raw, shown, len(wrong), self.recipe.data)
 
     def _evaluate(self, history):
-        last, _ = self._validation_report()
+        last, wrong = self._validation_report()
         report = last
         best = self.checkpoints.best_info if self.checkpoints is not None else None
         if self._restores_best() and best is not None and best["step"] != int(np.asarray(self.optimizer.iterations)):
             # The final model is the best validation's; `last` reports the last weights.
             load_checkpoint(self.store.best_directory, self.model, self.optimizer)
             with np.load(os.path.join(self.store.best_directory, "scores.npz")) as scores:
-                report = self._report(scores["labels"], scores["logits"])[0]
+                report, wrong = self._report(scores["labels"], scores["logits"])
             keys = dict.fromkeys(("accuracy", "macro_f1", "num_examples", self.data_task.headline))
             report["last"] = {k: last[k] for k in keys if k in last}
         report["split"] = "validation"
@@ -853,6 +856,9 @@ class Trainer(StageLoop):
         if self.search is not None:
             report["search"] = {k: v for k, v in self.search.items() if k != "table"}
         report["loss"] = self._final_loss(report)
+        # Which validation examples the final model gets wrong: how `auto` compares two
+        # trials example by example on the same held-out fold.
+        self.final_wrong = frozenset(index for index, _, _ in wrong)
         evaluation.write_json(os.path.join(self.out_dir, "metrics.json"), report)
         return report
 

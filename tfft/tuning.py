@@ -6,6 +6,12 @@ a short budget and is scored on that fold: held-out accuracy, ties broken by the
 loss. The validation split, and a `validation_path` the user gave, are never read. The
 winner's values then train for the full budget on the whole training split.
 
+`auto` keeps its recommendation unless a challenger wins clearly (`clearly_better`): every
+trial is scored on the same fold, so two trials compare example by example, and a
+challenger must get more held-out examples right that the recommendation gets wrong than the
+other way round, by more than one standard error of that difference. On a fold of 14 pages
+one page is noise; on a fold of 10,000 images a few dozen are not.
+
 - `schedule.kind="auto"` tries a fixed list per recipe (`auto_candidates`): the recommended
   schedule, other built-in schedules and unfreeze depths, the BatchNorm policy flipped,
   stronger augmentation (or label smoothing for text) and L2-SP. Their budgets add up to
@@ -59,6 +65,11 @@ class TrialResult:
     loss: float
     seconds: float
     metric: str = "accuracy"
+    examples: int = 0  # in the held-out fold
+    # `auto`: held-out examples this trial gets right and the recommendation wrong, and the
+    # other way round (None for `tfft tune`, which has no recommendation).
+    gained: int = None
+    lost: int = None
 
     @property
     def score(self):
@@ -106,8 +117,9 @@ def trial_lengths(schedule, per_epoch, full, steps):
 
 def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDOUT, lengths=None):
     """Train `recipe` with `values` for `steps` on the training split minus its held-out
-    fold; return a `TrialResult` scored on that fold, and the rates the learning-rate finder
-    chose (`{"schedule.finetune_lr": 3e-4}`)."""
+    fold; return a `TrialResult` scored on that fold, the rates the learning-rate finder
+    chose (`{"schedule.finetune_lr": 3e-4}`) and the indices of the fold's examples the
+    trial gets wrong."""
     lengths = dict(lengths or {"schedule.steps": steps})
     trial = recipe.with_overrides(as_overrides(dict(lengths, **values, **{"data.holdout": holdout})))
     trainer = trainer_class(trial, out_dir=out_dir, overwrite=True, verbose=0, save=False)
@@ -129,8 +141,8 @@ def score_candidate(recipe, values, steps, trainer_class, out_dir, holdout=HOLDO
             found[key] = trainer.range_tests[stage.name].suggestion
     headline = trainer.data_task.headline
     result = TrialResult("", dict(values), steps + swept, float(metrics[headline]), float(loss),
-                         time.perf_counter() - start, metric=headline)
-    return result, found
+                         time.perf_counter() - start, metric=headline, examples=int(metrics["num_examples"]))
+    return result, found, trainer.final_wrong
 
 
 def auto_candidates(recipe, trainer):
@@ -174,8 +186,44 @@ def recommended_schedule():
 
 
 def _choose(results):
-    best = max(results, key=lambda r: r.score)
-    return best
+    return max(results, key=lambda r: r.score)
+
+
+def compare(results, wrong, default):
+    """Set each result's `gained` and `lost` against the trial named `default`, from `wrong`:
+    `{trial name: indices of the held-out examples it gets wrong}` (one fold for all)."""
+    missed = wrong[default]
+    for result in results:
+        result.gained = len(missed - wrong[result.name])
+        result.lost = len(wrong[result.name] - missed)
+
+
+def clearly_better(result, default):
+    """Whether `result` beats the `default` trial by more than the fold's noise: a higher
+    score, and more held-out examples gained than lost against it by more than one standard
+    error of that difference, `sqrt(gained + lost)` (a sign test at z = 1, the
+    one-standard-error rule on paired outcomes). One example of difference never decides:
+    +1 −0 is not clear, +2 −0 is, +3 −1 is not, +4 −1 is."""
+    return result.score > default.score and result.gained - result.lost > math.sqrt(result.gained + result.lost)
+
+
+def choose_auto(results, default="recommended"):
+    """`auto`'s winner: the best-scoring trial among those `clearly_better` than the
+    `default` trial (after `compare`), or the default when none is."""
+    base = next(r for r in results if r.name == default)
+    clear = [r for r in results if r is not base and clearly_better(r, base)]
+    return _choose(clear) if clear else base
+
+
+def choice_note(results, winner, default="recommended"):
+    """Why `winner` was chosen, when the best score alone would have chosen another: one
+    sentence, or "" (after `compare`)."""
+    best = _choose(results)
+    if best.name == winner or best.gained is None:
+        return ""
+    return (f"'{best.name}' scored higher but got {best.gained} held-out examples of {best.examples} right that "
+            f"'{default}' got wrong and {best.lost} the other way round: not clearly better (the difference must "
+            f"exceed sqrt({best.gained + best.lost}) = {math.sqrt(best.gained + best.lost):.2f}), so '{winner}' stays")
 
 
 class _Search:
@@ -189,6 +237,7 @@ class _Search:
         self.lengths = lengths
         self.results = []
         self.found = {}  # the first rate the finder chose for each key, as recipe values
+        self.wrong = {}  # trial name -> indices of the held-out examples it got wrong
 
     def tuner(self, oracle, values_of):
         import keras_tuner
@@ -200,14 +249,15 @@ class _Search:
                 name, values = values_of(trial.hyperparameters)
                 out = os.path.join(search.out_dir, "search", f"{len(search.results):02d}_{name}")
                 try:
-                    result, found = score_candidate(search.recipe, values, search.steps, search.trainer_class, out,
-                                                    lengths=search.lengths)
+                    result, found, wrong = score_candidate(search.recipe, values, search.steps,
+                                                           search.trainer_class, out, lengths=search.lengths)
                     for key, rate in found.items():  # the first rate found for a key serves later trials
                         search.found.setdefault(key, rate)
                 except TfftError as error:
                     raise keras_tuner.errors.FatalError(f"{type(error).__name__}: {error}") from error
                 result.name = name
                 search.results.append(result)
+                search.wrong[name] = wrong
                 return {OBJECTIVE: result.score}
 
             def save_model(self, *args, **kwargs):
@@ -232,7 +282,8 @@ class _Search:
 
 def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
     """`schedule.kind="auto"`: score `auto_candidates` on the held-out fold, return
-    `(winner, results, search_steps, run_steps)`; the winner is a `Candidate`.
+    `(winner, results, search_steps, run_steps)`; the winner is a `Candidate`: the
+    recommendation unless another is clearly better on the fold (`choose_auto`).
 
     `before` runs once the recipe has passed a dry run, before the first trial writes.
     """
@@ -265,7 +316,8 @@ def run_auto(recipe, trainer_class, out_dir, verbose=1, before=None):
         return candidate.name, values
 
     results = search.run(search.tuner(oracle, values_of))
-    winner = by_name[_choose(results).name]
+    compare(results, search.wrong, "recommended")
+    winner = by_name[choose_auto(results).name]
     # The winner trains again on all the training data at the rates its trial had: the
     # search's sweep, not a new one per stage (a staged winner would sweep at every stage).
     winner = dataclasses.replace(winner, values=dict(winner.values, **search.found))
@@ -350,9 +402,12 @@ def _describe(values):
 def results_table(results, winner):
     """The trials as a markdown table, best first."""
     metric = results[0].metric if results else "accuracy"
-    rows = [f"| trial | values | steps | held-out {metric} | held-out loss | seconds |", "|---|---|---|---|---|---|"]
+    paired = any(result.gained is not None for result in results)
+    rows = [f"| trial | values | steps | held-out {metric} | held-out loss |" + (" +/− vs recommended |" if paired else "")
+            + " seconds |", "|---|---|---|---|---|---|" + ("---|" if paired else "")]
     for result in sorted(results, key=lambda r: -r.score):
         mark = " (chosen)" if result.name == winner else ""
+        versus = f" +{result.gained} −{result.lost} |" if paired else ""
         rows.append(f"| {result.name}{mark} | {_describe(result.values)} | {result.steps} | {result.accuracy:.4f} | "
-                    f"{result.loss:.4f} | {result.seconds:.0f} |")
+                    f"{result.loss:.4f} |{versus} {result.seconds:.0f} |")
     return "\n".join(rows)
