@@ -204,14 +204,22 @@ def test_auto_keeps_the_recommendation_unless_a_challenger_wins_clearly():
     assert tuning._choose(results).name == "one_more"  # what the best score alone picks
     assert tuning.choose_auto(results).name == "recommended"
     note = tuning.choice_note(results, "recommended")
-    assert note.startswith("'one_more' scored higher but got 1 held-out examples of 14 right that 'recommended' "
-                           "got wrong and 0 the other way round") and note.endswith("so 'recommended' stays")
+    assert note == ("'one_more' scored higher but got 1 held-out examples of 14 right that 'recommended' got wrong "
+                    "and 0 the other way round: not clearly better than 'recommended' (the difference must exceed "
+                    "sqrt(1) = 1.00); 'recommended' stays")
     # Two more examples right, none lost: clear. Of two clear challengers the better score wins.
     wrong["clear"] = {0, 1, 2, 3}
     wrong["clearer"] = {0, 1, 2}
     results += [_trial("clear", 10 / n), _trial("clearer", 11 / n)]
     tuning.compare(results, wrong, "recommended")
     assert tuning.choose_auto(results).name == "clearer" and tuning.choice_note(results, "clearer") == ""
+    # The best score not clear, another challenger clear: that one is chosen, and the note says why.
+    wrong["lucky"] = {6, 7, 8}  # +6 −3: as many right as 'clearer' at a lower loss, but 3 is not above sqrt(9)
+    results.append(_trial("lucky", 11 / n, loss=0.5))
+    tuning.compare(results, wrong, "recommended")
+    assert tuning.choose_auto(results).name == "clearer"
+    assert tuning.choice_note(results, "clearer").endswith("; 'clearer' is (+3 −0) and has the best score of those "
+                                                           "that are")
     table = tuning.results_table(results, "clearer")
     assert "| +/− vs recommended |" in table and "| clearer (chosen) |" in table and "| +3 −0 |" in table
 

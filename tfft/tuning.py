@@ -221,9 +221,13 @@ def choice_note(results, winner, default="recommended"):
     best = _choose(results)
     if best.name == winner or best.gained is None:
         return ""
+    chosen = next(r for r in results if r.name == winner)
+    outcome = (f"'{default}' stays" if winner == default else
+               f"'{winner}' is (+{chosen.gained} −{chosen.lost}) and has the best score of those that are")
     return (f"'{best.name}' scored higher but got {best.gained} held-out examples of {best.examples} right that "
-            f"'{default}' got wrong and {best.lost} the other way round: not clearly better (the difference must "
-            f"exceed sqrt({best.gained + best.lost}) = {math.sqrt(best.gained + best.lost):.2f}), so '{winner}' stays")
+            f"'{default}' got wrong and {best.lost} the other way round: not clearly better than '{default}' (the "
+            f"difference must exceed sqrt({best.gained + best.lost}) = {math.sqrt(best.gained + best.lost):.2f}); "
+            f"{outcome}")
 
 
 class _Search:
