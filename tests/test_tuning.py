@@ -204,9 +204,10 @@ def test_auto_keeps_the_recommendation_unless_a_challenger_wins_clearly():
     assert tuning._choose(results).name == "one_more"  # what the best score alone picks
     assert tuning.choose_auto(results).name == "recommended"
     note = tuning.choice_note(results, "recommended")
-    assert note == ("'one_more' scored higher but got 1 held-out examples of 14 right that 'recommended' got wrong "
-                    "and 0 the other way round: not clearly better than 'recommended' (the difference must exceed "
-                    "sqrt(1) = 1.00); 'recommended' stays")
+    assert note == ("'one_more' had the best score (held-out accuracy 0.6429, loss 1.0000; 'recommended': 0.5714, "
+                    "1.0000) but got 1 held-out examples of 14 right that 'recommended' got wrong and 0 the other way "
+                    "round: not clearly better than 'recommended' (the difference must exceed sqrt(1) = 1.00); "
+                    "'recommended' stays")
     # Two more examples right, none lost: clear. Of two clear challengers the better score wins.
     wrong["clear"] = {0, 1, 2, 3}
     wrong["clearer"] = {0, 1, 2}

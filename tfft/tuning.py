@@ -222,12 +222,14 @@ def choice_note(results, winner, default="recommended"):
     if best.name == winner or best.gained is None:
         return ""
     chosen = next(r for r in results if r.name == winner)
+    base = next(r for r in results if r.name == default)
     outcome = (f"'{default}' stays" if winner == default else
                f"'{winner}' is (+{chosen.gained} −{chosen.lost}) and has the best score of those that are")
-    return (f"'{best.name}' scored higher but got {best.gained} held-out examples of {best.examples} right that "
-            f"'{default}' got wrong and {best.lost} the other way round: not clearly better than '{default}' (the "
-            f"difference must exceed sqrt({best.gained + best.lost}) = {math.sqrt(best.gained + best.lost):.2f}); "
-            f"{outcome}")
+    return (f"'{best.name}' had the best score (held-out {best.metric} {best.accuracy:.4f}, loss {best.loss:.4f}; "
+            f"'{default}': {base.accuracy:.4f}, {base.loss:.4f}) but got {best.gained} held-out examples of "
+            f"{best.examples} right that '{default}' got wrong and {best.lost} the other way round: not clearly "
+            f"better than '{default}' (the difference must exceed sqrt({best.gained + best.lost}) = "
+            f"{math.sqrt(best.gained + best.lost):.2f}); {outcome}")
 
 
 class _Search:
