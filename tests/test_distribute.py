@@ -184,6 +184,7 @@ def test_each_replica_draws_its_own_dropout_mask():
     assert 0.3 < float(dropped) < 0.7
 
 
+@pytest.mark.slow  # two mirrored models in one process: 84 s beside other work
 def test_a_second_mirrored_strategy_of_a_process_trains_another_model():
     # A search's next trial or a notebook's second run: with the group keys of the first
     # strategy, the second model's first all-reduce met the first one's shapes and failed.

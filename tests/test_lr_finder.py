@@ -24,6 +24,7 @@ def _trainer(tmp_path, lr, steps=60, name="run"):
                        out_dir=str(tmp_path / name), verbose=0)
 
 
+@pytest.mark.slow  # a sweep and a run at each of several rates: 60 s beside other work
 def test_suggestion_is_within_a_factor_of_3_of_the_best_constant_rate(tmp_path):
     trainer = _trainer(tmp_path, "find")
     trainer.setup()

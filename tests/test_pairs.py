@@ -330,6 +330,7 @@ def test_pairs_true_refuses_multi_label_data_and_auto_leaves_it_alone(tiny_bert)
     assert auto.datasets.multi_label and [s.name for s in auto.stages] == ["head", "finetune"]
 
 
+@pytest.mark.slow  # writes and reads a tagged set for a dry run: 37 s beside other work
 def test_pairs_true_refuses_a_token_task(tiny_bert):
     from tfft.modalities.text.contract_entities import make_contract_entities
 

@@ -85,6 +85,7 @@ def test_an_interrupted_run_resumes_only_with_the_same_recipe(tmp_path):
         _trainer(tmp_path / "empty", resume=True).run()
 
 
+@pytest.mark.slow  # two whole runs: 36 s beside other work
 def test_other_files_are_refused_and_metrics_json_is_strict(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")

@@ -39,6 +39,7 @@ AUTO = ["data.batch_size=16", "schedule.kind='auto'", "schedule.min_steps=48", "
         "schedule.finetune_lr=0.003"]
 
 
+@pytest.mark.slow  # two searches of three trials: 54 s beside other work
 def test_auto_never_reads_the_validation_split(tmp_path, monkeypatch):
     every = tuning.auto_candidates
     monkeypatch.setattr(tuning, "auto_candidates", lambda recipe, trainer: every(recipe, trainer)[:3])
