@@ -213,6 +213,7 @@ def test_unreadable_files_raise_one_error_naming_the_first(tmp_path):
     assert "verify=False" in message
 
 
+@pytest.mark.slow  # a run that reaches the bad file: 21 s beside other work
 def test_without_verify_a_bad_file_fails_when_read_naming_it(tmp_path):
     root = _tree(tmp_path / "data")
     broken_wav(tmp_path / "data" / "low", "not_riff")

@@ -120,6 +120,7 @@ def test_ctrl_c_checkpoints_the_next_step_and_stops_with_exit_code_130(tmp_path)
     assert [s["steps_run"] for s in resumed["stages"]] == [8, 12]
 
 
+@pytest.mark.slow  # a run rolled back and resumed: 18 s beside other work
 def test_a_rollback_to_a_stages_last_checkpoint_says_the_stage_ends_there(tmp_path, capsys):
     class EarlyPoison(Poison):
         def build_callbacks(self, stage, index):

@@ -145,6 +145,7 @@ def test_evaluate_reads_conll_and_jsonl(run):
         ["confusion_matrix.png", "metrics.json", "reliability.png"]
 
 
+@pytest.mark.slow  # an export and predictions through it: 18 s beside other work
 def test_export_and_predict_give_the_models_entity_spans_on_raw_text(run):
     import keras
     import tensorflow as tf

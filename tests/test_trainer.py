@@ -100,6 +100,7 @@ def test_head_moments_survive_the_unfreeze(two_phase_run):
         np.testing.assert_array_equal(begin_of_finetune[path], value)
 
 
+@pytest.mark.slow  # a whole run and its files: 27 s beside other work
 def test_run_directory_holds_results(two_phase_run):
     trainer, metrics = two_phase_run
     out = trainer.out_dir
@@ -272,6 +273,7 @@ def test_early_stopping_ends_a_stage_and_the_next_starts_as_planned(data_dir, tm
     assert [(s["name"], s["steps_run"], s["steps"]) for s in metrics["stages"]] == [("still", 8, 16), ("next", 4, 4)]
 
 
+@pytest.mark.slow  # three runs of fractional stages: 27 s beside other work
 def test_stages_shorter_than_an_epoch_run_their_planned_steps_on_one_stream(data_dir, tmp_path):
     # 27 training images at batch 8: 4 steps an epoch; stages of 0.5, 1.25 and 0.75 epochs.
     stages = [dict(name="a", epochs=0.5, train="head", lr=0.01), dict(name="b", epochs=1.25, train="all", lr=0.003),
